@@ -1,0 +1,69 @@
+// Package specs defines the materialized view spec document, loads it from
+// YAML files or JSON bodies, fills in defaults and validates it.
+package specs
+
+import "time"
+
+// Spec is one desired materialized view. The same document is read from YAML
+// files and from the REST API's JSON bodies; field names follow the original
+// design.
+type Spec struct {
+	Name             string   `yaml:"name" json:"name"`
+	SourceTable      string   `yaml:"source_table" json:"source_table"`
+	TargetTable      string   `yaml:"target_table,omitempty" json:"target_table,omitempty"`
+	DistributedTable string   `yaml:"distributed_table,omitempty" json:"distributed_table,omitempty"`
+	Engine           string   `yaml:"engine" json:"engine"`
+	OrderBy          []string `yaml:"order_by" json:"order_by"`
+	PartitionBy      string   `yaml:"partition_by,omitempty" json:"partition_by,omitempty"`
+	Columns          []Column `yaml:"columns" json:"columns"`
+	SelectQuery      string   `yaml:"select_query" json:"select_query"`
+	// Cluster is empty for a single node, "auto" to detect the one real
+	// cluster from system.clusters, or a cluster name.
+	Cluster  string   `yaml:"cluster,omitempty" json:"cluster,omitempty"`
+	Database string   `yaml:"database,omitempty" json:"database,omitempty"`
+	Backfill Backfill `yaml:"backfill,omitempty" json:"backfill,omitempty"`
+	// AllowMutableSource opts in to an MV over a ReplacingMergeTree,
+	// CollapsingMergeTree or VersionedCollapsingMergeTree source, where every
+	// update of a row reaches the MV as a new row.
+	AllowMutableSource bool `yaml:"allow_mutable_source,omitempty" json:"allow_mutable_source,omitempty"`
+
+	// Origin says where the spec came from, for error messages.
+	Origin Origin `yaml:"-" json:"-"`
+}
+
+// Column is one column of the target table.
+type Column struct {
+	Name string `yaml:"name" json:"name"`
+	Type string `yaml:"type" json:"type"`
+}
+
+// Backfill holds the options of the historical backfill.
+type Backfill struct {
+	// KeyColumn is the source column that orders inserts (default "id"):
+	// an unsigned or signed integer that grows with every insert.
+	KeyColumn string `yaml:"key_column,omitempty" json:"key_column,omitempty"`
+	// Disabled skips the backfill: the MV then only sees new rows.
+	Disabled bool `yaml:"disabled,omitempty" json:"disabled,omitempty"`
+	// BatchDuration is the wall time one batch aims for (default 2s); the
+	// batch size adapts to it.
+	BatchDuration Duration `yaml:"batch_duration,omitempty" json:"batch_duration,omitempty"`
+	// InitialBatchRows is the key range of the first batch (default 1,000,000).
+	InitialBatchRows uint64 `yaml:"initial_batch_rows,omitempty" json:"initial_batch_rows,omitempty"`
+	// MaxBatchRows caps the key range of one batch (default 0: no cap).
+	MaxBatchRows uint64 `yaml:"max_batch_rows,omitempty" json:"max_batch_rows,omitempty"`
+	// Optimize runs OPTIMIZE TABLE target FINAL after the backfill
+	// (default true, as in the original design).
+	Optimize *bool `yaml:"optimize,omitempty" json:"optimize,omitempty"`
+	// SettleDelay is waited after the source has passed the fence before the
+	// last batch runs, for inserts that are still in flight (default 1s).
+	SettleDelay Duration `yaml:"settle_delay,omitempty" json:"settle_delay,omitempty"`
+}
+
+// Origin is the place a spec was read from.
+type Origin struct {
+	File string // empty for an API body
+	Line int
+}
+
+// Duration is a time.Duration written as a Go duration string ("2s", "500ms").
+type Duration struct{ time.Duration }
