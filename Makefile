@@ -1,0 +1,53 @@
+# shirath: see README.md. Integration tests carry the build tag `integration`
+# and run against the real servers of the local stack (or your own, through
+# the SHIRATH_* variables).
+GO        ?= go
+STACK     := bash internal/stack/stack.sh
+PKGS      := ./...
+TESTFLAGS ?= -race -count=1 -timeout 40m
+BIN       := bin/shirath
+
+.PHONY: all build up down status unit test integration bench demo fmt vet check clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/shirath
+
+up:
+	$(STACK) up
+
+down:
+	$(STACK) down
+
+status:
+	$(STACK) status
+
+# Unit tests: pure logic, no server needed.
+unit:
+	$(GO) test $(TESTFLAGS) $(PKGS)
+
+# Every test, unit and integration, against the real servers (started if needed).
+test: up
+	$(GO) vet -tags integration $(PKGS)
+	$(GO) test -tags integration $(TESTFLAGS) $(PKGS)
+
+bench: up
+	$(GO) test -tags integration -run '^$$' -bench . -benchtime 1x -count 3 -timeout 40m $(PKGS)
+
+demo: up build
+	bash internal/demo/demo.sh
+
+fmt:
+	gofmt -l -w .
+
+vet:
+	$(GO) vet $(PKGS)
+	$(GO) vet -tags integration $(PKGS)
+
+check:
+	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt needed"; exit 1; }
+	$(GO) vet -tags integration $(PKGS)
+
+clean:
+	rm -rf bin

@@ -1,0 +1,150 @@
+//go:build integration
+
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/jackc/pgx/v5"
+)
+
+// TestSmokeCluster proves the cluster: ON CLUSTER DDL reaches every node, rows
+// written through a Distributed table land on both shards, and each shard's
+// second replica receives its rows by replication.
+func TestSmokeCluster(t *testing.T) {
+	t.Parallel()
+	env := Load(t)
+	c := env.ClusterDB(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	n0 := c.Nodes[0]
+	ddl := []string{
+		fmt.Sprintf("CREATE TABLE %s.events ON CLUSTER %s (id UInt64, v UInt64) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/%s/events', '{replica}') ORDER BY id", c.DB, c.Name, c.DB),
+		fmt.Sprintf("CREATE TABLE %s.events_dist ON CLUSTER %s AS %s.events ENGINE = Distributed(%s, %s, events, rand())", c.DB, c.Name, c.DB, c.Name, c.DB),
+	}
+	for _, q := range ddl {
+		if err := n0.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	const rows = 10000
+	insertCtx := clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_distributed_sync": 1}))
+	if err := n0.Exec(insertCtx, fmt.Sprintf("INSERT INTO %s.events_dist SELECT number, number FROM numbers(%d)", c.DB, rows)); err != nil {
+		t.Fatal(err)
+	}
+	var wantSum uint64 = rows * (rows - 1) / 2
+
+	var gotCount, gotSum uint64
+	if err := n0.QueryRow(ctx, fmt.Sprintf("SELECT count(), sum(v) FROM %s.events_dist", c.DB)).Scan(&gotCount, &gotSum); err != nil {
+		t.Fatal(err)
+	}
+	if gotCount != rows || gotSum != wantSum {
+		t.Fatalf("through the Distributed table: count %d sum %d, want %d and %d", gotCount, gotSum, rows, wantSum)
+	}
+
+	// Which node holds which shard, as the cluster itself says.
+	shardOf := map[string]uint32{}
+	r, err := n0.Query(ctx, "SELECT shard_num, host_address, port FROM system.clusters WHERE cluster = ?", c.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for r.Next() {
+		var shard uint32
+		var host string
+		var port uint16
+		if err := r.Scan(&shard, &host, &port); err != nil {
+			t.Fatal(err)
+		}
+		shardOf[fmt.Sprintf("%s:%d", host, port)] = shard
+	}
+	r.Close()
+
+	// Replication is asynchronous: poll until every replica has its shard's rows.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		perShard := map[uint32][]uint64{}
+		for i, node := range c.Nodes {
+			var n uint64
+			if err := node.QueryRow(ctx, fmt.Sprintf("SELECT count() FROM %s.events", c.DB)).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			shard, ok := shardOf[c.Addrs[i]]
+			if !ok {
+				t.Fatalf("node %s is not in cluster %s", c.Addrs[i], c.Name)
+			}
+			perShard[shard] = append(perShard[shard], n)
+		}
+		ok := len(perShard) >= 2
+		var total uint64
+		for _, counts := range perShard {
+			if len(counts) < 2 || counts[0] == 0 {
+				ok = false
+			}
+			for _, n := range counts {
+				if n != counts[0] {
+					ok = false
+				}
+			}
+			total += counts[0]
+		}
+		if ok && total == rows {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rows per shard and replica %v: want 2 or more shards, each non-empty, replicas equal, shard totals %d", perShard, rows)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestSmokeSingle checks the single node answers in its own database.
+func TestSmokeSingle(t *testing.T) {
+	t.Parallel()
+	env := Load(t)
+	conn, db := env.SingleDB(t)
+	ctx := context.Background()
+	if err := conn.Exec(ctx, fmt.Sprintf("CREATE TABLE %s.t (id UInt64) ENGINE = MergeTree() ORDER BY id", db)); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Exec(ctx, fmt.Sprintf("INSERT INTO %s.t SELECT number FROM numbers(100)", db)); err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	if err := conn.QueryRow(ctx, fmt.Sprintf("SELECT count() FROM %s.t", db)).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 100 {
+		t.Fatalf("count %d, want 100", n)
+	}
+}
+
+// TestSmokePostgres writes a row and reads it back.
+func TestSmokePostgres(t *testing.T) {
+	t.Parallel()
+	env := Load(t)
+	u := env.PostgresDB(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE TABLE smoke (id int PRIMARY KEY, note text)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "INSERT INTO smoke VALUES (1, 'shirath')"); err != nil {
+		t.Fatal(err)
+	}
+	var note string
+	if err := conn.QueryRow(ctx, "SELECT note FROM smoke WHERE id = 1").Scan(&note); err != nil {
+		t.Fatal(err)
+	}
+	if note != "shirath" {
+		t.Fatalf("read %q", note)
+	}
+}
