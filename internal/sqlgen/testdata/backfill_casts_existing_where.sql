@@ -1,0 +1,1 @@
+INSERT INTO `shop`.`category_totals` (`category`, `cnt`, `total_price`) SELECT `category`, `cnt`, `total_price` FROM (SELECT CAST(category AS LowCardinality(String)) AS `category`, count() AS cnt, CAST(sum(price) AS Decimal(18, 2)) AS total_price FROM `shop`.`products` WHERE (price > 0 OR category = 'free') AND `id` > 0 AND `id` <= 500 GROUP BY category) ORDER BY `category`

@@ -1,0 +1,1 @@
+INSERT INTO `shop`.`daily_totals` (`day`, `category`, `cnt`, `total_price`) SELECT `day`, `category`, `cnt`, `total_price` FROM (SELECT toDate(created_at) AS day, category, count() AS cnt, sum(price) AS total_price FROM `shop`.`products` WHERE `id` > 1000 AND `id` <= 2000 GROUP BY day, category) ORDER BY `day`, `category`

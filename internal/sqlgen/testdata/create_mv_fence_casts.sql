@@ -1,0 +1,1 @@
+CREATE MATERIALIZED VIEW IF NOT EXISTS `shop`.`category_totals_mv` TO `shop`.`category_totals` AS SELECT CAST(category AS LowCardinality(String)) AS `category`, count() AS cnt, CAST(sum(price) AS Decimal(18, 2)) AS total_price FROM `shop`.`products` WHERE `id` > 1000 GROUP BY category

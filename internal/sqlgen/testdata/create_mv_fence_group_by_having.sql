@@ -1,0 +1,1 @@
+CREATE MATERIALIZED VIEW IF NOT EXISTS `shop`.`category_totals_mv` TO `shop`.`category_totals` AS SELECT category, count() AS cnt, sum(price) AS total_price FROM `shop`.`products` WHERE (category != '') AND `id` > 1000 GROUP BY category HAVING cnt > 1

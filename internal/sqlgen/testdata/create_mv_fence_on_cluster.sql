@@ -1,0 +1,1 @@
+CREATE MATERIALIZED VIEW IF NOT EXISTS `shop`.`category_totals_mv` ON CLUSTER `shop_cluster` TO `shop`.`category_totals` AS SELECT category, count() AS cnt, sum(price) AS total_price FROM `shop`.`products` WHERE `id` > 1000 GROUP BY category

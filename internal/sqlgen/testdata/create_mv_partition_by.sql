@@ -1,0 +1,1 @@
+CREATE MATERIALIZED VIEW IF NOT EXISTS `shop`.`daily_totals_mv` TO `shop`.`daily_totals` AS SELECT toDate(created_at) AS day, category, count() AS cnt, sum(price) AS total_price FROM `shop`.`products` WHERE `id` > -1 GROUP BY day, category

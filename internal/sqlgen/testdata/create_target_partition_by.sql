@@ -1,0 +1,1 @@
+CREATE TABLE IF NOT EXISTS `shop`.`daily_totals` (`day` Date, `category` String, `cnt` UInt64, `total_price` Decimal(18, 2)) ENGINE = SummingMergeTree() PARTITION BY toYYYYMM(day) ORDER BY (`day`, `category`)

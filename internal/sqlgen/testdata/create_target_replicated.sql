@@ -1,0 +1,1 @@
+CREATE TABLE IF NOT EXISTS `shop`.`category_totals` ON CLUSTER `shop_cluster` (`category` String, `cnt` UInt64, `total_price` Decimal(18, 2)) ENGINE = ReplicatedSummingMergeTree('/clickhouse/tables/{shard}/shop/category_totals', '{replica}') ORDER BY (`category`)

@@ -1,0 +1,1 @@
+OPTIMIZE TABLE `shop`.`category_totals` FINAL

@@ -1,0 +1,1 @@
+OPTIMIZE TABLE `shop`.`category_totals` ON CLUSTER `shop_cluster` FINAL
