@@ -1,0 +1,215 @@
+package state
+
+import (
+	"encoding/json"
+	"math"
+	"time"
+)
+
+// Status is where a job (or one shard of its backfill) stands.
+type Status string
+
+// The statuses a job can have; the migrations' CHECK constraints hold the same set.
+const (
+	StatusPending        Status = "pending"
+	StatusCreating       Status = "creating"
+	StatusWaiting        Status = "waiting"
+	StatusBackfilling    Status = "backfilling"
+	StatusOptimizing     Status = "optimizing"
+	StatusCompleted      Status = "completed"
+	StatusFailed         Status = "failed"
+	StatusPaused         Status = "paused"
+	StatusNeedsAttention Status = "needs_attention"
+)
+
+// Statuses lists every known status, in lifecycle order.
+var Statuses = []Status{
+	StatusPending, StatusCreating, StatusWaiting, StatusBackfilling, StatusOptimizing,
+	StatusCompleted, StatusFailed, StatusPaused, StatusNeedsAttention,
+}
+
+// Valid reports whether s is one of the known statuses.
+func (s Status) Valid() bool {
+	for _, k := range Statuses {
+		if s == k {
+			return true
+		}
+	}
+	return false
+}
+
+// Terminal reports whether a job in this status stays there until someone
+// acts (a new apply, a resume, an operator): the daemon does not pick it up
+// on its own.
+func (s Status) Terminal() bool {
+	switch s {
+	case StatusCompleted, StatusFailed, StatusNeedsAttention, StatusPaused:
+		return true
+	}
+	return false
+}
+
+// Job is one managed materialized view: its spec, what was applied for it and
+// how far its backfill is.
+type Job struct {
+	ID          int64
+	Name        string
+	Database    string
+	SourceTable string
+	TargetTable string
+	Status      Status
+	ClusterName string // "" when single node
+	Nodes       []string
+
+	CutoffID        *int64
+	LastProcessedID *int64
+	TotalRows       int64
+	ProcessedRows   int64
+
+	Config        json.RawMessage // the spec document
+	SpecHash      string
+	Applied       map[string]AppliedObject // object name -> what the executor applied
+	FenceVerified bool
+
+	ErrorMessage string
+	InsertedAt   time.Time
+	UpdatedAt    time.Time
+
+	Shards []ShardProgress // loaded with the job, ordered by shard and replica
+}
+
+// AppliedObject is what the executor applied for one object: the SQL shirath
+// generated and the create query as the server printed it back. Drift is
+// found by comparing the live server text with Server, a spec change by
+// comparing freshly generated SQL with SQL; generated text is never compared
+// with server text, whose formatting differs.
+type AppliedObject struct {
+	SQL    string `json:"sql"`
+	Server string `json:"server"`
+}
+
+// ShardProgress is the backfill progress of one shard (one node on a cluster
+// without replicas, shard 0 on a single node).
+type ShardProgress struct {
+	Shard         int
+	Replica       string // the node address that runs or ran the batches
+	Status        Status
+	TotalRows     int64
+	ProcessedRows int64
+
+	LastProcessedID *int64
+	// A batch [InflightLo, InflightHi] that was started and not yet
+	// confirmed; nil when none.
+	InflightLo, InflightHi *int64
+	InflightQueryID        string
+
+	ErrorMessage string
+	UpdatedAt    time.Time
+}
+
+// ProgressPercent is the backfill progress, rounded to 0.1: 100 once the job
+// is completed (whatever the counts say), 0 while nothing is known to copy.
+func (j *Job) ProgressPercent() float64 {
+	return progressPercent(j.Status, j.ProcessedRows, j.TotalRows)
+}
+
+// ProgressPercent is the shard's backfill progress, computed as for a job.
+func (p *ShardProgress) ProgressPercent() float64 {
+	return progressPercent(p.Status, p.ProcessedRows, p.TotalRows)
+}
+
+func progressPercent(s Status, processed, total int64) float64 {
+	if s == StatusCompleted {
+		return 100
+	}
+	if total <= 0 {
+		return 0
+	}
+	// total_rows is counted before the backfill starts and can fall short of
+	// what the batches copy (merges, late rows below the cutoff): cap it so
+	// that a running job never shows more than 100%.
+	p := math.Round(float64(processed)/float64(total)*1000) / 10
+	return math.Min(math.Max(p, 0), 100)
+}
+
+// jobView is the REST view of a job: fixed snake_case names, timestamps in
+// RFC 3339 UTC, nulls for what is not known, never Go zero values.
+type jobView struct {
+	ID              int64       `json:"id"`
+	Name            string      `json:"name"`
+	Database        string      `json:"database"`
+	SourceTable     string      `json:"source_table"`
+	TargetTable     string      `json:"target_table"`
+	Status          Status      `json:"status"`
+	ClusterName     *string     `json:"cluster_name"`
+	Nodes           []string    `json:"nodes"`
+	CutoffID        *int64      `json:"cutoff_id"`
+	TotalRows       int64       `json:"total_rows"`
+	ProcessedRows   int64       `json:"processed_rows"`
+	LastProcessedID *int64      `json:"last_processed_id"`
+	ProgressPercent float64     `json:"progress_percent"`
+	ErrorMessage    *string     `json:"error_message"`
+	CreatedAt       string      `json:"created_at"`
+	UpdatedAt       string      `json:"updated_at"`
+	Shards          []shardView `json:"shards"`
+}
+
+type shardView struct {
+	Shard           int     `json:"shard"`
+	Replica         string  `json:"replica"`
+	Status          Status  `json:"status"`
+	TotalRows       int64   `json:"total_rows"`
+	ProcessedRows   int64   `json:"processed_rows"`
+	LastProcessedID *int64  `json:"last_processed_id"`
+	ProgressPercent float64 `json:"progress_percent"`
+}
+
+// MarshalJSON renders the job as the REST API shows it. It has a value
+// receiver so that a Job renders the same whether marshalled by value or
+// through a pointer.
+func (j Job) MarshalJSON() ([]byte, error) {
+	v := jobView{
+		ID:              j.ID,
+		Name:            j.Name,
+		Database:        j.Database,
+		SourceTable:     j.SourceTable,
+		TargetTable:     j.TargetTable,
+		Status:          j.Status,
+		ClusterName:     nullString(j.ClusterName),
+		Nodes:           j.Nodes,
+		CutoffID:        j.CutoffID,
+		TotalRows:       j.TotalRows,
+		ProcessedRows:   j.ProcessedRows,
+		LastProcessedID: j.LastProcessedID,
+		ProgressPercent: j.ProgressPercent(),
+		ErrorMessage:    nullString(j.ErrorMessage),
+		CreatedAt:       rfc3339(j.InsertedAt),
+		UpdatedAt:       rfc3339(j.UpdatedAt),
+		Shards:          make([]shardView, 0, len(j.Shards)),
+	}
+	if v.Nodes == nil {
+		v.Nodes = []string{}
+	}
+	for i := range j.Shards {
+		p := &j.Shards[i]
+		v.Shards = append(v.Shards, shardView{
+			Shard:           p.Shard,
+			Replica:         p.Replica,
+			Status:          p.Status,
+			TotalRows:       p.TotalRows,
+			ProcessedRows:   p.ProcessedRows,
+			LastProcessedID: p.LastProcessedID,
+			ProgressPercent: p.ProgressPercent(),
+		})
+	}
+	return json.Marshal(v)
+}
+
+func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+func nullString(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
