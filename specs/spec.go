@@ -63,6 +63,12 @@ type Backfill struct {
 type Origin struct {
 	File string // empty for an API body
 	Line int
+
+	// fields records where each field was written (nil for a spec built
+	// in code), so that Validate can point at the offending line and
+	// column, and ApplyDefaults can tell an explicit zero from an absent
+	// field. A pointer keeps Origin comparable.
+	fields *fieldIndex
 }
 
 // Duration is a time.Duration written as a Go duration string ("2s", "500ms").

@@ -1,0 +1,54 @@
+package specs
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// parseDuration accepts Go duration strings only ("2s", "500ms"). A bare
+// number is refused: "2" could mean seconds or nanoseconds.
+func parseDuration(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration", s)
+	}
+	return d, nil
+}
+
+// MarshalJSON writes the duration as a string such as "2s".
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.Duration.String()) }
+
+// UnmarshalJSON reads a string such as "2s" or "500ms".
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("a duration must be a string such as \"2s\" or \"500ms\"")
+	}
+	v, err := parseDuration(s)
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalYAML writes the duration as a string such as "2s".
+func (d Duration) MarshalYAML() (any, error) { return d.Duration.String(), nil }
+
+// UnmarshalYAML reads a string such as "2s" or "500ms". The spec loaders
+// decode durations themselves to report positions; this is for code that
+// decodes a Duration with yaml.v3 directly.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!str" {
+		return fmt.Errorf("line %d: a duration must be a string such as \"2s\" or \"500ms\"", n.Line)
+	}
+	v, err := parseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	d.Duration = v
+	return nil
+}
