@@ -50,7 +50,8 @@ func (s *Store) DeleteShards(ctx context.Context, jobID int64) error {
 
 // BeginBatch records that the batch of ids [lo, hi] is about to be copied on
 // the shard, with the ClickHouse query id that will run it, creating the shard
-// row (as backfilling) if there is none. It returns only once the marker is
+// row (as backfilling) if there is none. It returns ErrNotFound when the job
+// does not exist. It returns only once the marker is
 // durable: after a crash the executor finds it and checks whether the batch
 // landed before running it again, so an INSERT ... SELECT must never run
 // without it.
@@ -59,13 +60,21 @@ func (s *Store) BeginBatch(ctx context.Context, jobID int64, shard int, replica 
 		if err := syncCommit(ctx, tx); err != nil {
 			return err
 		}
+		if err := lockJob(ctx, tx, jobID); err != nil {
+			return err
+		}
 		_, err := tx.Exec(ctx, `INSERT INTO mv_job_shards (job_id, shard, replica, status, inflight_lo, inflight_hi, inflight_query_id)
 			VALUES ($1, $2, $3, 'backfilling', $4, $5, $6)
 			ON CONFLICT (job_id, shard, replica) DO UPDATE SET
 				inflight_lo = EXCLUDED.inflight_lo, inflight_hi = EXCLUDED.inflight_hi,
 				inflight_query_id = EXCLUDED.inflight_query_id, updated_at = now()`,
 			jobID, shard, replica, lo, hi, nullString(queryID))
-		return notFoundOnFK(err)
+		if err != nil {
+			return err
+		}
+		// A new shard holds the job's last_processed_id back until it
+		// checkpoints.
+		return refreshJobProgress(ctx, tx, jobID)
 	})
 	if err != nil {
 		return fmt.Errorf("begin batch [%d, %d] on shard %d/%s of job %d: %w", lo, hi, shard, replica, jobID, err)
