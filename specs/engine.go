@@ -81,7 +81,7 @@ func parseEngine(s string) (Engine, []engineParamRef, error) {
 		return Engine{}, nil, lx.errAt(0, "write e.g. engine: SummingMergeTree()", "engine is empty")
 	}
 	if t.kind != tokIdent {
-		return Engine{}, nil, lx.errAt(t.off, "write e.g. engine: SummingMergeTree()", "expected an engine name, got %s", t.kind)
+		return Engine{}, nil, lx.errAt(t.off, "write e.g. engine: SummingMergeTree()", "expected an engine name, got %s", t)
 	}
 	e := Engine{Name: t.text, Params: []string{}}
 	e.Replicated = strings.HasPrefix(e.Name, "Replicated")
@@ -113,12 +113,12 @@ func parseEngine(s string) (Engine, []engineParamRef, error) {
 			return Engine{}, nil, err
 		}
 		if end.kind != tokEOF {
-			return Engine{}, nil, lx.errAt(end.off, "the engine field holds only Name(params); ORDER BY and PARTITION BY have fields of their own",
-				"unexpected %s after the engine parameters", end.kind)
+			return Engine{}, nil, lx.errAt(end.off, "the engine field holds only Name(params); put sorting and partitioning in order_by and partition_by",
+				"unexpected %s after the engine parameters", end)
 		}
 	default:
-		return Engine{}, nil, lx.errAt(nx.off, "the engine field holds only Name(params); ORDER BY and PARTITION BY have fields of their own",
-			"unexpected %s after the engine name", nx.kind)
+		return Engine{}, nil, lx.errAt(nx.off, "the engine field holds only Name(params); put sorting and partitioning in order_by and partition_by",
+			"unexpected %s after the engine name", nx)
 	}
 	for _, p := range params {
 		e.Params = append(e.Params, p.text)
@@ -223,7 +223,7 @@ func engineParams(lx *lexer, depth int) ([]engineParam, error) {
 		case tokEOF:
 			return nil, lx.errAt(t.off, "close every '(' with a ')'", "unbalanced parentheses: missing ')'")
 		}
-		return nil, lx.errAt(t.off, "separate parameters with ','", "expected ',' or ')', got %s", t.kind)
+		return nil, lx.errAt(t.off, "separate parameters with ','", "expected ',' or ')', got %s", t)
 	}
 }
 
@@ -250,6 +250,8 @@ func engineParamOne(lx *lexer, depth int) (engineParam, error) {
 		return engineParam{text: t.text, kind: tokNumber, off: t.off}, nil
 	case tokString:
 		return engineParam{text: quoteString(t.text), kind: tokString, off: t.off}, nil
+	case tokEOF:
+		return engineParam{}, lx.errAt(t.off, "close every '(' with a ')'", "unbalanced parentheses: missing ')'")
 	case tokLParen:
 		inner, err := engineParams(lx, depth+1)
 		if err != nil {
@@ -268,5 +270,5 @@ func engineParamOne(lx *lexer, depth int) (engineParam, error) {
 		return p, nil
 	}
 	return engineParam{}, lx.errAt(t.off, "engine parameters are column names, numbers, 'strings' or (tuples)",
-		"expected a parameter, got %s", t.kind)
+		"expected a parameter, got %s", t)
 }

@@ -55,6 +55,19 @@ type token struct {
 	off  int // byte offset in the input
 }
 
+// String describes a token for error messages: "name ORDER", "number 1".
+func (t token) String() string {
+	switch t.kind {
+	case tokIdent:
+		return "name " + t.text
+	case tokNumber:
+		return "number " + t.text
+	case tokString:
+		return "string " + quoteString(t.text)
+	}
+	return t.kind.String()
+}
+
 // lexError is an error at a byte offset of the lexed text, so that callers
 // can point at the exact column in the YAML file.
 type lexError struct {

@@ -19,6 +19,11 @@ const SourcePlaceholder = "{source_table}"
 // query reads exactly this table.
 const sourceSentinel = "__shirath_source__"
 
+// reservedPrefix may not appear in a query at all, in any case, so that
+// stand-ins such as sourceSentinel (and sqlgen's own) are never confused
+// with user text.
+const reservedPrefix = "shirath_"
+
 // queryProblem is one thing wrong with a query, at a byte offset of the
 // text as the user wrote it (-1 when there is no better place than the
 // start of the field).
@@ -74,14 +79,17 @@ func scanSQL(q string) ([]sqlWord, []queryProblem) {
 		switch {
 		case c == '\'' || c == '"' || c == '`':
 			j := i + 1
+			escaped := false
 			for j < len(q) {
 				if q[j] == '\\' {
 					j += 2
+					escaped = true
 					continue
 				}
 				if q[j] == c {
 					if j+1 < len(q) && q[j+1] == c {
 						j += 2
+						escaped = true
 						continue
 					}
 					break
@@ -91,6 +99,12 @@ func scanSQL(q string) ([]sqlWord, []queryProblem) {
 			if j >= len(q) {
 				probs = append(probs, queryProblem{i, fmt.Sprintf("unterminated %c quote", c), "close the quote"})
 				return words, probs
+			}
+			if escaped && c != '\'' {
+				// The parser ends a quoted name at the next quote and
+				// knows no escapes: `a``b` would read as `a` AS `b`.
+				probs = append(probs, queryProblem{i, "escapes in quoted names are not supported",
+					"rename the column, or alias it to a plain name"})
 			}
 			i = j + 1
 		case c == '-' && i+1 < len(q) && q[i+1] == '-', c == '#':
@@ -232,9 +246,9 @@ func checkSelect(q, keyColumn string) (*selectInfo, []queryProblem) {
 				"write the expressions inline; WITH clauses and modifiers are not supported in an MV query here"})
 		}
 	}
-	if strings.Contains(q, sourceSentinel) {
-		probs = append(probs, queryProblem{strings.Index(q, sourceSentinel), "the name " + sourceSentinel + " is reserved",
-			"write " + SourcePlaceholder + " for the source table"})
+	if i := strings.Index(strings.ToLower(q), reservedPrefix); i >= 0 {
+		probs = append(probs, queryProblem{i, "text containing " + reservedPrefix + " is reserved for shirath's internal names",
+			"write " + SourcePlaceholder + " for the source table, and rename anything else that contains " + reservedPrefix})
 	}
 	hasPlaceholder := strings.Contains(q, SourcePlaceholder)
 	if !hasPlaceholder {
@@ -397,8 +411,13 @@ func checkFrom(sel *parser.SelectQuery, hasPlaceholder bool, bad func(parser.Exp
 }
 
 // checkNodes walks the whole query for what may not appear anywhere:
-// subqueries, table functions, window functions, other tables, and
-// aliases that would capture the backfill key column.
+// subqueries, table functions, window functions, and aliases that would
+// capture the backfill key column. What checkFrom reports about FROM
+// itself is not reported again.
+//
+// parser.Walk stops the whole walk, not just the subtree, when the
+// callback returns false, so the callback always returns true and skips
+// by node identity instead.
 func checkNodes(sel *parser.SelectQuery, keyColumn string, bad func(parser.Expr, string, string)) {
 	checkAlias := func(alias *parser.Ident, expr parser.Expr) {
 		if alias == nil || keyColumn == "" || alias.Name != keyColumn {
@@ -410,28 +429,33 @@ func checkNodes(sel *parser.SelectQuery, keyColumn string, bad func(parser.Expr,
 		bad(alias, fmt.Sprintf("alias %q shadows the backfill key column", alias.Name),
 			"the backfill filters on "+keyColumn+" > N, which would bind to this alias; choose another alias or set backfill.key_column")
 	}
+	reported := map[parser.Expr]bool{} // nodes checkFrom or an enclosing node already reported
+	if from := fromTable(sel); from != nil {
+		reported[from] = true
+		if sq, ok := from.(*parser.SubQuery); ok {
+			reported[sq.Select] = true
+		}
+	}
 	parser.Walk(sel, func(n parser.Expr) bool {
+		if reported[n] {
+			return true
+		}
 		switch t := n.(type) {
 		case *parser.SelectQuery:
 			if t != sel {
 				bad(t, "subqueries are not allowed", "an MV reads only the inserted rows of "+SourcePlaceholder+"; remove the subquery")
-				return false
 			}
 		case *parser.SubQuery:
+			reported[t.Select] = true
 			bad(t, "subqueries are not allowed", "an MV reads only the inserted rows of "+SourcePlaceholder+"; remove the subquery")
-			return false
-		case *parser.FromClause:
-			return false // checkFrom looks at FROM as a whole
 		case *parser.TableFunctionExpr:
 			bad(t, fmt.Sprintf("table function %s is not allowed", t.Name), "an MV reads only "+SourcePlaceholder)
-			return false
 		case *parser.FunctionExpr:
 			if t.Name != nil && tableFunctions[strings.ToLower(t.Name.Name)] {
 				bad(t, fmt.Sprintf("function %s is not allowed", t.Name.Name), "it reads data from outside the source table")
 			}
 		case *parser.WindowFunctionExpr:
 			bad(t, "window functions are not allowed", "an MV runs on each inserted block, so a window would only see one block")
-			return false
 		case *parser.SelectItem:
 			checkAlias(t.Alias, t.Expr)
 		case *parser.ColumnExpr:
@@ -439,6 +463,22 @@ func checkNodes(sel *parser.SelectQuery, keyColumn string, bad func(parser.Expr,
 		}
 		return true
 	})
+}
+
+// fromTable returns the table expression of a plain FROM (alias removed),
+// or nil.
+func fromTable(sel *parser.SelectQuery) parser.Expr {
+	if sel.From == nil {
+		return nil
+	}
+	jt, ok := sel.From.Expr.(*parser.JoinTableExpr)
+	if !ok || jt.Table == nil {
+		return nil
+	}
+	if a, ok := jt.Table.Expr.(*parser.AliasExpr); ok {
+		return a.Expr
+	}
+	return jt.Table.Expr
 }
 
 // selectOutputs names the output columns: the alias, or the column name of
@@ -531,18 +571,38 @@ func checkKeyExpr(expr string, columns map[string]bool, columnNames []string, fi
 		bad(item.Expr, "aliases are not allowed here", "remove AS ...")
 		return probs
 	}
+	// notColumn holds identifiers that name something other than a
+	// column: functions, interval units, types in CAST, aliases.
 	notColumn := map[*parser.Ident]bool{}
+	reported := map[parser.Expr]bool{}
+	markIdents := func(n parser.Expr) {
+		parser.Walk(n, func(c parser.Expr) bool {
+			if id, ok := c.(*parser.Ident); ok {
+				notColumn[id] = true
+			}
+			return true
+		})
+	}
 	parser.Walk(item.Expr, func(n parser.Expr) bool {
+		if reported[n] {
+			return true
+		}
 		switch t := n.(type) {
 		case *parser.SelectQuery, *parser.SubQuery:
+			if sq, ok := t.(*parser.SubQuery); ok {
+				reported[sq.Select] = true
+			}
+			markIdents(t)
 			bad(t, "subqueries are not allowed here", "use columns of the target table")
-			return false
 		case *parser.TableFunctionExpr, *parser.WindowFunctionExpr:
+			markIdents(t)
 			bad(t, "not allowed here", "use columns of the target table")
-			return false
 		case *parser.Path:
+			markIdents(t)
 			bad(t, fmt.Sprintf("qualified name %s is not allowed", t.String()), "write the bare column name")
-			return false
+		case *parser.ScalarType, *parser.TypeWithParams, *parser.ComplexType, *parser.NestedType,
+			*parser.EnumType, *parser.JSONType, *parser.PropertyType, *parser.ColumnTypeExpr:
+			markIdents(t) // the type of a CAST
 		case *parser.FunctionExpr:
 			if t.Name != nil {
 				notColumn[t.Name] = true

@@ -73,7 +73,7 @@ func parseTypeNode(s string) (*typeNode, error) {
 	}
 	if t.kind != tokEOF {
 		return nil, p.lx.errAt(t.off, "a column has exactly one type; check for a stray ')' or text after the type",
-			"unexpected %s after the type", t.kind)
+			"unexpected %s after the type", t)
 	}
 	if err := checkType(n, 0); err != nil {
 		return nil, err
@@ -108,7 +108,7 @@ func (p *typeParser) arg(depth int) (*typeNode, error) {
 			return nil, err
 		}
 		if v.kind != tokNumber {
-			return nil, p.lx.errAt(v.off, "write enum values like 'a' = 1", "expected a number after '=', got %s", v.kind)
+			return nil, p.lx.errAt(v.off, "write enum values like 'a' = 1", "expected a number after '=', got %s", v)
 		}
 		return &typeNode{kind: nodeEnum, name: t.text, text: v.text, off: t.off}, nil
 	case tokIdent:
@@ -133,8 +133,11 @@ func (p *typeParser) arg(depth int) (*typeNode, error) {
 		}
 		return &typeNode{kind: nodeName, name: t.text, off: t.off}, nil
 	}
+	if t.kind == tokEOF && depth > 0 {
+		return nil, p.lx.errAt(t.off, "close every '(' with a ')'", "unbalanced parentheses: missing ')'")
+	}
 	return nil, p.lx.errAt(t.off, "write a ClickHouse type such as String, Nullable(String) or Decimal(18, 2)",
-		"expected a type, got %s", t.kind)
+		"expected a type, got %s", t)
 }
 
 // args parses the arguments after an opening parenthesis up to and
@@ -167,7 +170,7 @@ func (p *typeParser) args(depth int) ([]*typeNode, error) {
 		case tokEOF:
 			return nil, p.lx.errAt(t.off, "close every '(' with a ')'", "unbalanced parentheses: missing ')'")
 		}
-		return nil, p.lx.errAt(t.off, "separate arguments with ','", "expected ',' or ')', got %s", t.kind)
+		return nil, p.lx.errAt(t.off, "separate arguments with ','", "expected ',' or ')', got %s", t)
 	}
 }
 
