@@ -1,0 +1,293 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/shirath/shirath/executor"
+	"github.com/shirath/shirath/planner"
+	"github.com/shirath/shirath/specs"
+	"github.com/shirath/shirath/state"
+)
+
+// SavedPlan is the file written by plan -out: the plan and the desired specs
+// it was made from, so that apply can rebuild the fingerprint.
+type SavedPlan struct {
+	planner.Plan
+	Specs []*specs.Spec `json:"specs"`
+}
+
+// PlanCmd is `shirath plan`.
+type PlanCmd struct {
+	Paths            []string `arg:"" optional:"" default:"examples" help:"Spec files or directories." type:"path"`
+	Out              string   `name:"out" short:"o" help:"Save the plan to this file, for apply." type:"path"`
+	JSON             bool     `name:"json" help:"Print the plan as JSON."`
+	DetailedExitcode bool     `name:"detailed-exitcode" help:"Exit 0 when there are no changes, 1 on error, 2 when there are changes."`
+	Destroy          bool     `name:"destroy" help:"Drop MVs whose spec is gone."`
+}
+
+func loadSpecs(paths []string) ([]*specs.Spec, error) {
+	var all []*specs.Spec
+	var errs specs.Errors
+	for _, p := range paths {
+		ss, err := specs.LoadPath(p)
+		var es specs.Errors
+		switch {
+		case errors.As(err, &es):
+			errs = append(errs, es...)
+		case err != nil:
+			return nil, err
+		}
+		all = append(all, ss...)
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("invalid specs:\n%w", errs)
+	}
+	seen := map[string]string{}
+	for _, s := range all {
+		addr := s.Database + "." + s.Name
+		if prev, ok := seen[addr]; ok {
+			return nil, fmt.Errorf("%s is defined twice: %s and %s:%d", addr, prev, s.Origin.File, s.Origin.Line)
+		}
+		seen[addr] = fmt.Sprintf("%s:%d", s.Origin.File, s.Origin.Line)
+	}
+	return all, nil
+}
+
+func (a *app) makePlan(ctx context.Context, desired []*specs.Spec, destroy bool) (*planner.Plan, *state.Store, *planner.Connector, error) {
+	st, err := a.store(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	conn := a.connector()
+	p := &planner.Planner{Conn: conn, Store: st, Log: a.log.Named("planner")}
+	plan, _, err := p.Plan(ctx, desired, destroy)
+	if err != nil {
+		conn.Close()
+		st.Close()
+		return nil, nil, nil, err
+	}
+	return plan, st, conn, nil
+}
+
+func (c *PlanCmd) Run(a *app, ctx context.Context) error {
+	desired, err := loadSpecs(c.Paths)
+	if err != nil {
+		return err
+	}
+	plan, st, conn, err := a.makePlan(ctx, desired, c.Destroy)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	defer conn.Close()
+	if c.JSON {
+		if err := renderJSON(a.stdout, plan); err != nil {
+			return err
+		}
+	} else {
+		renderHuman(a.stdout, plan, a.stdoutTTY())
+	}
+	if c.Out != "" {
+		b, err := json.MarshalIndent(SavedPlan{Plan: *plan, Specs: desired}, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(c.Out, b, 0o600); err != nil {
+			return fmt.Errorf("save plan: %w", err)
+		}
+		if !c.JSON {
+			fmt.Fprintf(a.stdout, "\nSaved the plan to %s. To apply exactly this plan: shirath apply %s\n", c.Out, c.Out)
+		}
+	}
+	if c.DetailedExitcode && plan.HasChanges() {
+		return exitError{2}
+	}
+	return nil
+}
+
+// ApplyCmd is `shirath apply`.
+type ApplyCmd struct {
+	Paths       []string      `arg:"" optional:"" default:"examples" help:"Spec files or directories, or one plan file saved by plan -out." type:"path"`
+	AutoApprove bool          `name:"auto-approve" help:"Apply without asking."`
+	Destroy     bool          `name:"destroy" help:"Drop MVs whose spec is gone."`
+	WaitLock    bool          `name:"wait-lock" help:"Wait for a lock held by another apply instead of failing."`
+	Headroom    time.Duration `name:"fence-headroom" default:"3s" help:"Seconds of the observed insert rate the fence leaves above max(key)."`
+	SourceWait  time.Duration `name:"source-wait" default:"10m" help:"How long to wait for the source to pass the fence before leaving the job waiting."`
+}
+
+// readSavedPlan returns the saved plan when the single path is a plan file.
+func readSavedPlan(paths []string) (*SavedPlan, error) {
+	if len(paths) != 1 {
+		return nil, nil
+	}
+	fi, err := os.Stat(paths[0])
+	if err != nil || fi.IsDir() || strings.HasSuffix(paths[0], ".yaml") || strings.HasSuffix(paths[0], ".yml") {
+		return nil, nil
+	}
+	b, err := os.ReadFile(paths[0])
+	if err != nil {
+		return nil, err
+	}
+	var sp SavedPlan
+	if err := json.Unmarshal(b, &sp); err != nil || sp.FormatVersion == "" {
+		return nil, fmt.Errorf("%s is neither a spec file (.yaml) nor a plan saved by plan -out", paths[0])
+	}
+	if !strings.HasPrefix(sp.FormatVersion, "1.") {
+		return nil, fmt.Errorf("%s: plan format %s is not supported by this shirath (it reads 1.x)", paths[0], sp.FormatVersion)
+	}
+	for _, s := range sp.Specs {
+		s.ApplyDefaults()
+	}
+	return &sp, nil
+}
+
+func (c *ApplyCmd) Run(a *app, ctx context.Context) error {
+	saved, err := readSavedPlan(c.Paths)
+	if err != nil {
+		return err
+	}
+	var plan *planner.Plan
+	var st *state.Store
+	var conn *planner.Connector
+	if saved != nil {
+		// Apply exactly the saved plan, if the live state is still the one
+		// it was made from.
+		var fresh *planner.Plan
+		fresh, st, conn, err = a.makePlan(ctx, saved.Specs, saved.Destroy)
+		if err != nil {
+			return err
+		}
+		if fresh.Fingerprint != saved.Fingerprint {
+			st.Close()
+			conn.Close()
+			return fmt.Errorf("saved plan is stale: the live state (ClickHouse objects, nodes or jobs) changed since it was made; run plan again")
+		}
+		plan = &saved.Plan
+	} else {
+		desired, err := loadSpecs(c.Paths)
+		if err != nil {
+			return err
+		}
+		plan, st, conn, err = a.makePlan(ctx, desired, c.Destroy)
+		if err != nil {
+			return err
+		}
+	}
+	defer st.Close()
+	defer conn.Close()
+
+	if saved == nil {
+		renderHuman(a.stdout, plan, a.stdoutTTY())
+	}
+	if !plan.HasChanges() {
+		return nil
+	}
+	if saved == nil && !c.AutoApprove {
+		if !a.isTerminal(a.stdin) {
+			return errors.New("apply needs confirmation and standard input is not a terminal: run with --auto-approve, or save a plan with plan -out and apply that file")
+		}
+		fmt.Fprint(a.stdout, "\nDo you want to perform these actions? Only 'yes' will be accepted.\n  Enter a value: ")
+		line, _ := bufio.NewReader(a.stdin).ReadString('\n')
+		if strings.TrimSpace(line) != "yes" {
+			return errors.New("apply cancelled")
+		}
+	}
+	prog := newProgress(a.stdout, a.stdoutTTY())
+	ex := &executor.Executor{
+		Conn:  conn,
+		Store: st,
+		Log:   a.log.Named("executor"),
+		Opts: executor.Options{
+			WaitForLock:       c.WaitLock,
+			FenceHeadroom:     c.Headroom,
+			SourceWaitTimeout: c.SourceWait,
+			OnEvent:           prog.event,
+		},
+	}
+	err = ex.Apply(ctx, plan)
+	prog.finish()
+	s := plan.Summary()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "\nApply complete! Resources: %d created, %d changed, %d destroyed.\n", s.Create, s.Change, s.Destroy)
+	return nil
+}
+
+// ValidateCmd is `shirath validate`.
+type ValidateCmd struct {
+	Paths []string `arg:"" help:"Spec files or directories." type:"path"`
+}
+
+func (c *ValidateCmd) Run(a *app) error {
+	ss, err := loadSpecs(c.Paths)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "%d specs valid.\n", len(ss))
+	return nil
+}
+
+// MigrateCmd is `shirath migrate`.
+type MigrateCmd struct{}
+
+func (c *MigrateCmd) Run(a *app, ctx context.Context) error {
+	st, err := state.Open(ctx, a.g.Postgres)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	applied, err := st.Migrate(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "job store up to date (%d migrations applied now)\n", len(applied))
+	return nil
+}
+
+// StatusCmd is `shirath status`.
+type StatusCmd struct {
+	Name string `arg:"" optional:"" help:"MV name (database.name or name)."`
+	JSON bool   `name:"json" help:"Print JSON."`
+}
+
+func (c *StatusCmd) Run(a *app, ctx context.Context) error {
+	st, err := a.store(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	jobs, err := st.ListJobs(ctx)
+	if err != nil {
+		return err
+	}
+	if c.Name != "" {
+		var found []*state.Job
+		for _, j := range jobs {
+			if j.Name == c.Name || j.Database+"."+j.Name == c.Name {
+				found = append(found, j)
+			}
+		}
+		if len(found) == 0 {
+			return fmt.Errorf("no MV job named %q", c.Name)
+		}
+		jobs = found
+	}
+	if c.JSON {
+		enc := json.NewEncoder(a.stdout)
+		enc.SetIndent("", "  ")
+		if c.Name != "" && len(jobs) == 1 {
+			return enc.Encode(map[string]any{"job": jobs[0]})
+		}
+		return enc.Encode(map[string]any{"jobs": jobs})
+	}
+	renderStatus(a.stdout, jobs, c.Name != "")
+	return nil
+}

@@ -1,0 +1,132 @@
+// Command shirath manages ClickHouse materialized views declaratively: plan,
+// apply, and the daemon with its REST API.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/alecthomas/kong"
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/term"
+
+	"github.com/shirath/shirath/internal/chclient"
+	"github.com/shirath/shirath/planner"
+	"github.com/shirath/shirath/state"
+)
+
+// Globals are the flags every command takes, each with its environment variable.
+type Globals struct {
+	ClickHouse string `name:"clickhouse" env:"SHIRATH_CH_ADDR" default:"127.0.0.1:9000" help:"Native address (host:port) of a ClickHouse node; on a cluster, any node of it."`
+	CHUser     string `name:"ch-user" env:"SHIRATH_CH_USER" default:"default" help:"ClickHouse user."`
+	CHPassword string `name:"ch-password" env:"SHIRATH_CH_PASSWORD" help:"ClickHouse password."`
+	Postgres   string `name:"postgres" env:"SHIRATH_PG_URL" default:"postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable" help:"PostgreSQL URL of the job store."`
+	LogLevel   string `name:"log-level" env:"SHIRATH_LOG_LEVEL" default:"warn" enum:"trace,debug,info,warn,error" help:"Log level (${enum})."`
+	LogJSON    bool   `name:"log-json" env:"SHIRATH_LOG_JSON" help:"Log as JSON lines."`
+}
+
+// CLI is the command line.
+type CLI struct {
+	Globals
+
+	Plan     PlanCmd     `cmd:"" help:"Show what apply would do."`
+	Apply    ApplyCmd    `cmd:"" help:"Apply specs or a saved plan."`
+	Validate ValidateCmd `cmd:"" help:"Validate spec files."`
+	Migrate  MigrateCmd  `cmd:"" help:"Apply the job store's migrations."`
+	Status   StatusCmd   `cmd:"" help:"Show MV jobs and their progress."`
+}
+
+// exitError carries a specific exit code (plan --detailed-exitcode).
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+// app holds what commands share: made once in main, handed down by binding.
+type app struct {
+	g      *Globals
+	log    hclog.Logger
+	stdout io.Writer
+	stderr io.Writer
+	stdin  *os.File
+}
+
+func (a *app) isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
+
+func (a *app) stdoutTTY() bool {
+	f, ok := a.stdout.(*os.File)
+	return ok && a.isTerminal(f)
+}
+
+func (a *app) store(ctx context.Context) (*state.Store, error) {
+	return state.Open(ctx, a.g.Postgres)
+}
+
+func (a *app) connector() *planner.Connector {
+	return &planner.Connector{
+		Seed:    a.g.ClickHouse,
+		Options: chclient.Options{User: a.g.CHUser, Password: a.g.CHPassword},
+		Log:     a.log.Named("clickhouse"),
+	}
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
+	var cli CLI
+	parser, err := kong.New(&cli,
+		kong.Name("shirath"),
+		kong.Description("Declarative ClickHouse materialized views: plan, apply, serve."),
+		kong.UsageOnError(),
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(code int) { panic(exitError{code}) }),
+	)
+	if err != nil {
+		fmt.Fprintln(stderr, "shirath:", err)
+		return 1
+	}
+	code := 0
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				if e, ok := r.(exitError); ok {
+					code = e.code
+					return
+				}
+				panic(r)
+			}
+		}()
+		kctx, err := parser.Parse(args)
+		if err != nil {
+			fmt.Fprintln(stderr, "shirath:", err)
+			code = 2
+			return
+		}
+		log := hclog.New(&hclog.LoggerOptions{
+			Name:       "shirath",
+			Level:      hclog.LevelFromString(cli.LogLevel),
+			Output:     stderr,
+			JSONFormat: cli.LogJSON,
+		})
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		a := &app{g: &cli.Globals, log: log, stdout: stdout, stderr: stderr, stdin: stdin}
+		kctx.BindTo(ctx, (*context.Context)(nil))
+		err = kctx.Run(a)
+		var ee exitError
+		switch {
+		case errors.As(err, &ee):
+			code = ee.code
+		case err != nil:
+			fmt.Fprintf(stderr, "Error: %v\n", err)
+			code = 1
+		}
+	}()
+	return code
+}

@@ -1,0 +1,700 @@
+package executor
+
+import (
+	"context"
+
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+
+	"github.com/shirath/shirath/internal/sqlgen"
+	"github.com/shirath/shirath/planner"
+	"github.com/shirath/shirath/state"
+)
+
+// fence creates the target and the MV with the filter key > F in its outer
+// WHERE, and proves that no row above F reached the source without passing
+// through the MV.
+//
+// The original design read cutoff = max(id) and then created the MV: rows
+// inserted between the two steps were lost. Here F leaves headroom for the
+// observed insert rate; after the MV exists, every INSERT that was already
+// running (and so will never reach the MV, even if it commits later) is
+// waited for, and only then is max(key) read again. If it is above F, rows
+// above F may have missed the MV: everything is dropped and the fence is
+// retried with twice the headroom.
+//
+// A fence that was never verified (a crash in the middle) cannot be trusted
+// either, so this always starts from scratch: the target holds nothing but
+// rows the unverified MV pushed.
+func (r *run) fence(ctx context.Context) error {
+	if err := r.setStatus(ctx, state.StatusCreating, ""); err != nil {
+		return err
+	}
+	if err := r.dropObjects(ctx); err != nil {
+		return err
+	}
+	if err := r.e.Store.DeleteShards(ctx, r.job.ID); err != nil {
+		return err
+	}
+	key := r.c.Spec.Backfill.KeyColumn
+	rate, err := r.insertRate(ctx)
+	if err != nil {
+		return err
+	}
+	for attempt := 0; attempt < r.e.Opts.FenceAttempts; attempt++ {
+		r.emit(Event{Kind: EventStep, Step: planner.StepCreateTarget, Message: "create " + r.c.Spec.TargetTable})
+		if err := r.ddlAll(ctx, func(on bool) string { q, _ := r.mv.CreateTarget(on); return q }); err != nil {
+			return err
+		}
+		top, err := r.globalMax(ctx)
+		if err != nil {
+			return err
+		}
+		headroom := int64(math.Ceil(rate * r.e.Opts.FenceHeadroom.Seconds() * math.Pow(2, float64(attempt))))
+		f := top + headroom
+		r.job.CutoffID = &f
+		r.job.FenceVerified = false
+		if err := r.e.Store.UpdateJob(ctx, r.job); err != nil {
+			return err
+		}
+		r.emit(Event{Kind: EventStep, Step: planner.StepFence, Message: fmt.Sprintf("fence %s > %d (max %d, headroom %d for %.0f rows/s)", key, f, top, headroom, rate)})
+		createMV, err := r.mv.CreateMV(f, r.topo.Cluster != "")
+		if err != nil {
+			return err
+		}
+		if err := r.ddlAll(ctx, func(on bool) string { q, _ := r.mv.CreateMV(f, on); return q }); err != nil {
+			return err
+		}
+		ok, seen, err := r.verifyFence(ctx, f)
+		if err != nil {
+			return err
+		}
+		if ok {
+			return r.fenceVerified(ctx, createMV)
+		}
+		r.log().Warn("fence unsafe: retrying with more headroom", "fence", f, "max_after", seen, "attempt", attempt+1)
+		r.emit(Event{Kind: EventWaiting, Step: planner.StepFence, Message: fmt.Sprintf("fence %d unsafe (max(%s) reached %d before running INSERTs finished): retrying with more headroom", f, key, seen)})
+		if err := r.dropObjects(ctx); err != nil {
+			return err
+		}
+		if rate == 0 {
+			// Inserts started after the rate was read as zero.
+			if rate, err = r.insertRate(ctx); err != nil {
+				return err
+			}
+			if rate == 0 {
+				rate = 1
+			}
+		}
+	}
+	return fmt.Errorf("no safe fence after %d attempts: rows above the fence kept arriving from INSERTs that started before the MV existed; "+
+		"retry when inserts are steadier, or raise --fence-headroom", r.e.Opts.FenceAttempts)
+}
+
+func (r *run) fenceVerified(ctx context.Context, createMV string) error {
+	applied := map[string]state.AppliedObject{}
+	target, _ := r.mv.CreateTarget(r.topo.Cluster != "")
+	srvTarget, err := r.serverCreateQuery(ctx, r.c.Spec.TargetTable)
+	if err != nil {
+		return err
+	}
+	srvMV, err := r.serverCreateQuery(ctx, r.c.Spec.Name)
+	if err != nil {
+		return err
+	}
+	applied["target"] = state.AppliedObject{SQL: target, Server: srvTarget}
+	applied["mv"] = state.AppliedObject{SQL: createMV, Server: srvMV}
+	if r.topo.Cluster != "" {
+		r.emit(Event{Kind: EventStep, Step: planner.StepCreateDistributed, Message: "create " + r.c.Spec.DistributedTable})
+		dist, err := r.mv.CreateDistributed(true)
+		if err != nil {
+			return err
+		}
+		if err := r.ddlAll(ctx, func(on bool) string { q, _ := r.mv.CreateDistributed(on); return q }); err != nil {
+			return err
+		}
+		applied["distributed"] = state.AppliedObject{SQL: dist}
+	}
+	r.job.Applied = applied
+	r.job.FenceVerified = true
+	r.job.Status = state.StatusWaiting
+	r.job.ErrorMessage = ""
+	return r.e.Store.UpdateJob(ctx, r.job)
+}
+
+func (r *run) dropObjects(ctx context.Context) error {
+	for _, q := range []func(bool) string{r.mv.DropMV, r.mv.DropDistributed, r.mv.DropTarget} {
+		if err := r.ddlAll(ctx, q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// verifyFence waits for the INSERTs that were running when the MV was
+// created, on every node, then checks that no row above the fence is in the
+// source. It returns the largest key seen.
+func (r *run) verifyFence(ctx context.Context, f int64) (bool, int64, error) {
+	for _, n := range r.topo.Nodes {
+		if err := r.waitRunningInserts(ctx, n); err != nil {
+			return false, 0, err
+		}
+	}
+	top, err := r.globalMax(ctx)
+	if err != nil {
+		return false, 0, err
+	}
+	return top <= f, top, nil
+}
+
+// waitRunningInserts waits until every INSERT running on the node now has
+// finished. Any INSERT counts, whatever its table (an INSERT into a
+// Distributed table writes the local shard within the same query): waiting a
+// little longer is cheap, missing one is a lost row.
+func (r *run) waitRunningInserts(ctx context.Context, n *planner.Node) error {
+	const q = `SELECT query_id FROM system.processes
+		WHERE positionCaseInsensitive(query, 'insert') > 0 AND positionCaseInsensitive(query, 'system.processes') = 0`
+	snapshot, err := queryStrings(ctx, n, q)
+	if err != nil {
+		return err
+	}
+	if len(snapshot) == 0 {
+		return nil
+	}
+	deadline := time.Now().Add(r.e.Opts.InsertWaitTimeout)
+	for {
+		now, err := queryStrings(ctx, n, q)
+		if err != nil {
+			return err
+		}
+		left := intersect(snapshot, now)
+		if len(left) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("INSERTs running on %s since the MV was created did not finish within %s: query ids %s", n.Addr, r.e.Opts.InsertWaitTimeout, strings.Join(left, ", "))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func intersect(a, b []string) []string {
+	in := map[string]bool{}
+	for _, x := range b {
+		in[x] = true
+	}
+	var out []string
+	for _, x := range a {
+		if in[x] {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func queryStrings(ctx context.Context, n *planner.Node, q string, args ...any) ([]string, error) {
+	rows, err := n.Conn.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("query %s: %w", n.Addr, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+// globalMax is the largest key in the source over every node (0 when empty).
+func (r *run) globalMax(ctx context.Context) (int64, error) {
+	var top int64
+	for _, group := range r.topo.Shards() {
+		for _, n := range group {
+			if n.Err != nil {
+				return 0, fmt.Errorf("node %s (shard %d) does not answer: the fence must hold on every node", n.Addr, n.Shard)
+			}
+			m, err := r.maxKey(ctx, n)
+			if err != nil {
+				return 0, err
+			}
+			if m > top {
+				top = m
+			}
+		}
+	}
+	return top, nil
+}
+
+func (r *run) maxKey(ctx context.Context, n *planner.Node) (int64, error) {
+	var m int64
+	q := fmt.Sprintf("SELECT toInt64(max(%s)) FROM %s", sqlgen.Ident(r.c.Spec.Backfill.KeyColumn), sqlgen.Table(r.c.Database, r.c.Spec.SourceTable))
+	if err := n.Conn.QueryRow(ctx, q).Scan(&m); err != nil {
+		return 0, fmt.Errorf("read max(%s) on %s: %w", r.c.Spec.Backfill.KeyColumn, n.Addr, err)
+	}
+	return m, nil
+}
+
+// insertRate measures how fast the key grows, in keys per second, over one
+// second.
+func (r *run) insertRate(ctx context.Context) (float64, error) {
+	a, err := r.globalMax(ctx)
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	select {
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-time.After(time.Second):
+	}
+	b, err := r.globalMax(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return float64(b-a) / time.Since(start).Seconds(), nil
+}
+
+// waitSource waits until the source has passed the fence (every key up to F
+// has arrived) and the settle delay has passed, then records what each copy
+// of the target has to backfill.
+func (r *run) waitSource(ctx context.Context) error {
+	if r.job.Status != state.StatusWaiting {
+		if err := r.setStatus(ctx, state.StatusWaiting, ""); err != nil {
+			return err
+		}
+	}
+	f := *r.job.CutoffID
+	deadline := time.Now().Add(r.e.Opts.SourceWaitTimeout)
+	announced := false
+	for {
+		top, err := r.globalMax(ctx)
+		if err != nil {
+			return err
+		}
+		if top >= f {
+			break
+		}
+		if !announced {
+			r.emit(Event{Kind: EventWaiting, Step: planner.StepWait, Message: fmt.Sprintf("waiting for the source to pass the fence %d (now at %d)", f, top)})
+			announced = true
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: the source is at %d, below the fence %d, after %s: the job stays waiting; apply again later", ErrWaiting, top, f, r.e.Opts.SourceWaitTimeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	if d := r.c.Spec.Backfill.SettleDelay.Duration; d > 0 {
+		r.emit(Event{Kind: EventWaiting, Step: planner.StepWait, Message: fmt.Sprintf("source passed the fence; settling %s", d)})
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(d):
+		}
+	}
+	var total int64
+	key := sqlgen.Ident(r.c.Spec.Backfill.KeyColumn)
+	q := fmt.Sprintf("SELECT toInt64(count()), toInt64(min(%s)) FROM %s WHERE %s <= %d", key, sqlgen.Table(r.c.Database, r.c.Spec.SourceTable), key, f)
+	for _, group := range r.copies() {
+		n := firstHealthy(group)
+		if n == nil {
+			return fmt.Errorf("shard %d: no replica answers", group[0].Shard)
+		}
+		var count, lo int64
+		if err := n.Conn.QueryRow(ctx, q).Scan(&count, &lo); err != nil {
+			return fmt.Errorf("count the rows to backfill on %s: %w", n.Addr, err)
+		}
+		last := lo - 1
+		if count == 0 {
+			last = f
+		}
+		sp := state.ShardProgress{Shard: group[0].Shard, Replica: r.copyName(group), Status: state.StatusBackfilling, TotalRows: count, LastProcessedID: &last}
+		if count == 0 {
+			sp.Status = state.StatusCompleted
+		}
+		if err := r.e.Store.UpsertShard(ctx, r.job.ID, sp); err != nil {
+			return err
+		}
+		total += count
+	}
+	r.job.TotalRows = total
+	r.job.ProcessedRows = 0
+	r.job.Status = state.StatusBackfilling
+	if err := r.e.Store.UpdateJob(ctx, r.job); err != nil {
+		return err
+	}
+	return r.reload(ctx)
+}
+
+// copyName names a copy of the target in the shard progress: "" for a
+// replicated shard (any replica may continue it), else the node's address.
+func (r *run) copyName(group []*planner.Node) string {
+	if r.targetReplicated() {
+		return ""
+	}
+	return group[0].Addr
+}
+
+func (r *run) reload(ctx context.Context) error {
+	j, err := r.e.Store.GetJob(ctx, r.c.Database, r.c.Name)
+	if err != nil {
+		return err
+	}
+	r.job = j
+	return nil
+}
+
+func (r *run) shardProgress(shard int, replica string) *state.ShardProgress {
+	for i := range r.job.Shards {
+		if sp := &r.job.Shards[i]; sp.Shard == shard && sp.Replica == replica {
+			return sp
+		}
+	}
+	return nil
+}
+
+// backfill runs the batches of every copy of the target up to the fence.
+func (r *run) backfill(ctx context.Context) error {
+	if err := r.reload(ctx); err != nil {
+		return err
+	}
+	var pending []string
+	for _, group := range r.copies() {
+		sp := r.shardProgress(group[0].Shard, r.copyName(group))
+		if sp == nil {
+			return fmt.Errorf("shard %d has no recorded progress: the job state is inconsistent", group[0].Shard)
+		}
+		if sp.Status == state.StatusCompleted {
+			continue
+		}
+		n := firstHealthy(group)
+		if n == nil {
+			pending = append(pending, fmt.Sprintf("shard %d (%s down)", group[0].Shard, nodeAddrs(group)))
+			continue
+		}
+		if err := r.backfillCopy(ctx, n, sp); err != nil {
+			return err
+		}
+	}
+	if len(pending) > 0 {
+		return fmt.Errorf("backfill incomplete: %s; apply again once a replica of each is back", strings.Join(pending, ", "))
+	}
+	r.job.Status = state.StatusOptimizing
+	return r.e.Store.UpdateJob(ctx, r.job)
+}
+
+func nodeAddrs(ns []*planner.Node) string {
+	var s []string
+	for _, n := range ns {
+		s = append(s, n.Addr)
+	}
+	return strings.Join(s, ", ")
+}
+
+// backfillCopy fills one copy of the target on node n, batch by batch.
+func (r *run) backfillCopy(ctx context.Context, n *planner.Node, sp *state.ShardProgress) error {
+	f := *r.job.CutoffID
+	spec := r.c.Spec
+	if sp.InflightQueryID != "" {
+		if err := r.resolveInflight(ctx, sp); err != nil {
+			return err
+		}
+	}
+	sorted, sortingKey, err := r.sourceSortedByKey(ctx, n)
+	if err != nil {
+		return err
+	}
+	dedupToken, err := r.tokenDedup(ctx, n)
+	if err != nil {
+		return err
+	}
+	width := int64(spec.Backfill.InitialBatchRows)
+	if width <= 0 {
+		width = 1_000_000
+	}
+	target := spec.Backfill.BatchDuration.Duration
+	if target <= 0 {
+		target = 2 * time.Second
+	}
+	if !sorted {
+		// Key ranges over a source not sorted by the key would scan the
+		// whole table per batch: one pass keeps the backfill linear.
+		r.emit(Event{Kind: EventStep, Step: planner.StepBackfill, Shard: sp.Shard, Message: fmt.Sprintf("source sorted by (%s), not by %s: one server-side pass", sortingKey, spec.Backfill.KeyColumn)})
+		width = math.MaxInt64
+	} else {
+		r.emit(Event{Kind: EventStep, Step: planner.StepBackfill, Shard: sp.Shard, Message: fmt.Sprintf("backfill %s <= %d on %s", spec.Backfill.KeyColumn, f, n.Addr)})
+	}
+	for *sp.LastProcessedID < f {
+		lo := *sp.LastProcessedID
+		hi := f
+		if width < f-lo {
+			hi = lo + width
+		}
+		rows := sp.TotalRows - sp.ProcessedRows
+		if hi < f {
+			if rows, err = r.countRange(ctx, n, lo, hi); err != nil {
+				return err
+			}
+		}
+		start := time.Now()
+		if err := r.runBatch(ctx, n, sp, lo, hi, dedupToken); err != nil {
+			return err
+		}
+		if err := r.e.Store.CompleteBatch(ctx, r.job.ID, sp.Shard, sp.Replica, hi, rows); err != nil {
+			return err
+		}
+		sp.LastProcessedID = &hi
+		sp.ProcessedRows += rows
+		r.job.ProcessedRows += rows
+		r.job.LastProcessedID = &hi
+		r.emit(Event{Kind: EventProgress, Step: planner.StepBackfill, Shard: sp.Shard, Message: fmt.Sprintf("(%d, %d] %d rows in %s", lo, hi, rows, time.Since(start).Round(time.Millisecond))})
+		if sorted {
+			width = adapt(width, time.Since(start), target, int64(spec.Backfill.MaxBatchRows))
+		}
+	}
+	sp.Status = state.StatusCompleted
+	return r.e.Store.UpsertShard(ctx, r.job.ID, *sp)
+}
+
+// adapt scales the key range of the next batch toward the target duration,
+// by at most 4x either way per batch.
+func adapt(width int64, took, target time.Duration, max int64) int64 {
+	f := float64(target) / float64(took+time.Millisecond)
+	f = math.Max(0.25, math.Min(4, f))
+	w := int64(float64(width) * f)
+	if w < 1000 {
+		w = 1000
+	}
+	if max > 0 && w > max {
+		w = max
+	}
+	return w
+}
+
+func (r *run) countRange(ctx context.Context, n *planner.Node, lo, hi int64) (int64, error) {
+	key := sqlgen.Ident(r.c.Spec.Backfill.KeyColumn)
+	var c int64
+	q := fmt.Sprintf("SELECT toInt64(count()) FROM %s WHERE %s > %d AND %s <= %d", sqlgen.Table(r.c.Database, r.c.Spec.SourceTable), key, lo, key, hi)
+	if err := n.Conn.QueryRow(ctx, q).Scan(&c); err != nil {
+		return 0, fmt.Errorf("count (%d, %d] on %s: %w", lo, hi, n.Addr, err)
+	}
+	return c, nil
+}
+
+func (r *run) sourceSortedByKey(ctx context.Context, n *planner.Node) (bool, string, error) {
+	var sk string
+	err := n.Conn.QueryRow(ctx, "SELECT sorting_key FROM system.tables WHERE database = ? AND name = ?", r.c.Database, r.c.Spec.SourceTable).Scan(&sk)
+	if err != nil {
+		return false, "", fmt.Errorf("read the sorting key of %s.%s on %s: %w", r.c.Database, r.c.Spec.SourceTable, n.Addr, err)
+	}
+	first := strings.TrimSpace(strings.Split(sk, ",")[0])
+	first = strings.Trim(first, "`")
+	return first == r.c.Spec.Backfill.KeyColumn, sk, nil
+}
+
+// tokenDedup reports whether a retried batch is deduplicated by
+// insert_deduplication_token: only on servers that have the setting and for
+// a Replicated target (a plain MergeTree would also need
+// non_replicated_deduplication_window, which on some versions deduplicates
+// the MV's own identical blocks too and would drop real rows).
+func (r *run) tokenDedup(ctx context.Context, n *planner.Node) (bool, error) {
+	if !r.targetReplicated() {
+		return false, nil
+	}
+	var c uint64
+	if err := n.Conn.QueryRow(ctx, "SELECT count() FROM system.settings WHERE name = 'insert_deduplication_token'").Scan(&c); err != nil {
+		return false, fmt.Errorf("read system.settings on %s: %w", n.Addr, err)
+	}
+	return c > 0, nil
+}
+
+func (r *run) batchToken(sp *state.ShardProgress, lo, hi int64) string {
+	return fmt.Sprintf("shirath-%d-%d-%d-%d", r.job.ID, sp.Shard, lo, hi)
+}
+
+// runBatch writes the in-flight marker, then runs one server-side
+// INSERT ... SELECT for the key range (lo, hi].
+func (r *run) runBatch(ctx context.Context, n *planner.Node, sp *state.ShardProgress, lo, hi int64, tokenDedup bool) error {
+	q, err := r.mv.BackfillBatch(sqlgen.Range{After: &lo, UpTo: &hi}, false)
+	if err != nil {
+		return err
+	}
+	qid := fmt.Sprintf("%s-%d", r.batchToken(sp, lo, hi), time.Now().UnixNano())
+	if err := r.e.Store.BeginBatch(ctx, r.job.ID, sp.Shard, sp.Replica, lo, hi, qid+"@"+n.Addr); err != nil {
+		return err
+	}
+	settings := clickhouse.Settings{"log_queries": 1}
+	if tokenDedup {
+		settings["insert_deduplicate"] = 1
+		settings["insert_deduplication_token"] = r.batchToken(sp, lo, hi)
+	} else if r.targetReplicated() {
+		// Without a token, Replicated block deduplication would drop a batch
+		// whose rows happen to equal another batch's: real rows lost.
+		settings["insert_deduplicate"] = 0
+	}
+	qctx := clickhouse.Context(ctx, clickhouse.WithQueryID(qid), clickhouse.WithSettings(settings))
+	r.log().Debug("batch", "node", n.Addr, "lo", lo, "hi", hi, "query_id", qid)
+	if err := n.Conn.Exec(qctx, q); err != nil {
+		return fmt.Errorf("backfill batch (%d, %d] on %s (query id %s): %w", lo, hi, n.Addr, qid, err)
+	}
+	return nil
+}
+
+// resolveInflight decides what happened to a batch that was started and
+// never confirmed (the apply died, or the connection broke). It asks the
+// node's query log. A batch proven written is recorded as done; one proven
+// not written is run again; anything else stops the job as needs_attention,
+// naming the range, rather than risk counting rows twice or not at all.
+func (r *run) resolveInflight(ctx context.Context, sp *state.ShardProgress) error {
+	lo, hi := *sp.InflightLo, *sp.InflightHi
+	qid, addr, _ := strings.Cut(sp.InflightQueryID, "@")
+	n := r.node(addr)
+	if n == nil && len(r.topo.Nodes) == 1 {
+		n = r.topo.Nodes[0]
+	}
+	if n == nil || n.Err != nil {
+		return fmt.Errorf("shard %d: batch (%d, %d] was sent to %s, which does not answer: apply again once it is back", sp.Shard, lo, hi, addr)
+	}
+	r.emit(Event{Kind: EventStep, Step: planner.StepResumeBackfill, Shard: sp.Shard, Message: fmt.Sprintf("checking the interrupted batch (%d, %d] (query %s)", lo, hi, qid)})
+	outcome, why, err := r.batchOutcome(ctx, n, qid, sp.UpdatedAt)
+	if err != nil {
+		return err
+	}
+	switch outcome {
+	case batchWritten:
+		rows, err := r.countRange(ctx, n, lo, hi)
+		if err != nil {
+			return err
+		}
+		if err := r.e.Store.CompleteBatch(ctx, r.job.ID, sp.Shard, sp.Replica, hi, rows); err != nil {
+			return err
+		}
+		sp.LastProcessedID = &hi
+		sp.ProcessedRows += rows
+		r.job.ProcessedRows += rows
+		r.log().Info("interrupted batch was written", "lo", lo, "hi", hi, "why", why)
+	case batchNotWritten:
+		r.log().Info("interrupted batch was not written: running it again", "lo", lo, "hi", hi, "why", why)
+	default:
+		if ok, _ := r.tokenDedup(ctx, n); ok {
+			// The retry carries the same token: a block already written is dropped.
+			r.log().Info("interrupted batch outcome unknown: retrying with the same deduplication token", "lo", lo, "hi", hi)
+			return nil
+		}
+		msg := fmt.Sprintf("shard %d: the backfill batch %s in (%d, %d] (query id %s on %s) may or may not have been written (%s). "+
+			"Compare the target with the source for that range, then rebuild with `shirath mv backfill %s --restart`",
+			sp.Shard, r.c.Spec.Backfill.KeyColumn, lo, hi, qid, n.Addr, why, r.c.Name)
+		if err := r.setStatus(ctx, state.StatusNeedsAttention, msg); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: %s", ErrNeedsAttention, msg)
+	}
+	return nil
+}
+
+type outcome int
+
+const (
+	batchUnknown outcome = iota
+	batchWritten
+	batchNotWritten
+)
+
+func (r *run) batchOutcome(ctx context.Context, n *planner.Node, qid string, markedAt time.Time) (outcome, string, error) {
+	// Still running (the apply died, the server did not): let it finish.
+	for {
+		ids, err := queryStrings(ctx, n, "SELECT query_id FROM system.processes WHERE query_id = ?", qid)
+		if err != nil {
+			return batchUnknown, "", err
+		}
+		if len(ids) == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return batchUnknown, "", ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	var hasLog uint64
+	if err := n.Conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = 'system' AND name = 'query_log'").Scan(&hasLog); err != nil {
+		return batchUnknown, "", err
+	}
+	if hasLog == 0 {
+		if err := n.Conn.Exec(ctx, "SYSTEM FLUSH LOGS"); err != nil {
+			return batchUnknown, "", fmt.Errorf("flush logs on %s: %w", n.Addr, err)
+		}
+		if err := n.Conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = 'system' AND name = 'query_log'").Scan(&hasLog); err != nil {
+			return batchUnknown, "", err
+		}
+		if hasLog == 0 {
+			return batchUnknown, "the server keeps no query_log", nil
+		}
+	} else if err := n.Conn.Exec(ctx, "SYSTEM FLUSH LOGS"); err != nil {
+		return batchUnknown, "", fmt.Errorf("flush logs on %s: %w", n.Addr, err)
+	}
+	rows, err := n.Conn.Query(ctx, "SELECT toUInt8(CAST(type AS UInt8)), written_rows FROM system.query_log WHERE query_id = ?", qid)
+	if err != nil {
+		return batchUnknown, "", fmt.Errorf("read query_log on %s: %w", n.Addr, err)
+	}
+	var started, finished, failedBefore, failedWhile bool
+	var written uint64
+	for rows.Next() {
+		var typ uint8
+		var w uint64
+		if err := rows.Scan(&typ, &w); err != nil {
+			rows.Close()
+			return batchUnknown, "", err
+		}
+		switch typ {
+		case 1:
+			started = true
+		case 2:
+			finished = true
+		case 3:
+			failedBefore = true
+		case 4:
+			failedWhile = true
+			written += w
+		}
+	}
+	rows.Close()
+	switch {
+	case finished:
+		return batchWritten, "query_log: QueryFinish", nil
+	case failedBefore:
+		return batchNotWritten, "query_log: ExceptionBeforeStart", nil
+	case failedWhile && written == 0:
+		return batchNotWritten, "query_log: exception with 0 rows written", nil
+	case failedWhile:
+		return batchUnknown, fmt.Sprintf("query_log: exception after %d rows written", written), nil
+	case started:
+		return batchUnknown, "query_log: started, never finished (server restarted?)", nil
+	}
+	// Not in the log at all: the query never reached the server, unless the
+	// server restarted since (and lost the log entries not yet flushed).
+	var uptime uint32
+	if err := n.Conn.QueryRow(ctx, "SELECT uptime()").Scan(&uptime); err != nil {
+		return batchUnknown, "", err
+	}
+	bootedAt := time.Now().Add(-time.Duration(uptime) * time.Second)
+	if bootedAt.Before(markedAt.Add(-2 * time.Second)) {
+		return batchNotWritten, "not in query_log and the server has run since before the batch", nil
+	}
+	return batchUnknown, "not in query_log, and the server restarted after the batch started", nil
+}

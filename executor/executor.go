@@ -1,0 +1,463 @@
+// Package executor applies a plan: it creates the objects of each MV, fences
+// the MV against concurrent inserts, backfills history in server-side
+// batches, and optimizes, recording every step in the job store first so
+// that any step can be re-run after a crash.
+//
+// It never prints: progress goes to the OnEvent hook.
+package executor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/shirath/shirath/internal/sqlgen"
+	"github.com/shirath/shirath/planner"
+	"github.com/shirath/shirath/specs"
+	"github.com/shirath/shirath/state"
+)
+
+// Store is what the executor needs from the job store.
+type Store interface {
+	GetJob(ctx context.Context, database, name string) (*state.Job, error)
+	CreateJob(ctx context.Context, j *state.Job) error
+	UpdateJob(ctx context.Context, j *state.Job) error
+	DeleteJob(ctx context.Context, id int64) error
+	UpsertShard(ctx context.Context, jobID int64, p state.ShardProgress) error
+	DeleteShards(ctx context.Context, jobID int64) error
+	BeginBatch(ctx context.Context, jobID int64, shard int, replica string, lo, hi int64, queryID string) error
+	CompleteBatch(ctx context.Context, jobID int64, shard int, replica string, hi int64, rows int64) error
+	Lock(ctx context.Context, key, holder string, wait bool, onWait func(holder string, since time.Time)) (func(), error)
+}
+
+// Sentinel errors; callers use errors.Is.
+var (
+	// ErrBlocked: the plan holds a change that cannot be applied.
+	ErrBlocked = errors.New("executor: change cannot be applied")
+	// ErrWaiting: the job waits for the source to pass the fence; apply again later.
+	ErrWaiting = errors.New("executor: waiting for the source")
+	// ErrNeedsAttention: a batch may or may not have been written; an operator must decide.
+	ErrNeedsAttention = errors.New("executor: job needs attention")
+)
+
+// EventKind says what an Event reports.
+type EventKind string
+
+const (
+	EventStep     EventKind = "step"     // a step started
+	EventProgress EventKind = "progress" // a batch finished
+	EventWaiting  EventKind = "waiting"  // waiting for something, with why
+	EventDone     EventKind = "done"     // the MV is complete
+)
+
+// Event reports progress of an apply.
+type Event struct {
+	Kind      EventKind
+	MV        string // database.name
+	Step      planner.StepKind
+	Message   string
+	Shard     int
+	Processed int64 // source rows backfilled so far (whole job)
+	Total     int64 // source rows to backfill (whole job)
+}
+
+// Options tune the executor. Zero values take the defaults in brackets.
+type Options struct {
+	// Holder names this process in lock messages ["apply pid N on HOST"].
+	Holder string
+	// WaitForLock waits for a lock held by another apply instead of failing.
+	WaitForLock bool
+	// FenceHeadroom is how many seconds of the observed insert rate the fence
+	// leaves above max(key) [3s]; doubled on every retry.
+	FenceHeadroom time.Duration
+	// FenceAttempts bounds the retries of an unsafe fence [4].
+	FenceAttempts int
+	// InsertWaitTimeout bounds the wait for INSERTs that were running when
+	// the MV was created [5m].
+	InsertWaitTimeout time.Duration
+	// SourceWaitTimeout bounds the wait for the source to pass the fence
+	// [10m]; the job then stays waiting and a later apply continues.
+	SourceWaitTimeout time.Duration
+	// DDLTimeout is distributed_ddl_task_timeout for ON CLUSTER statements [60s].
+	DDLTimeout time.Duration
+	// OnEvent receives progress; it must not block for long.
+	OnEvent func(Event)
+}
+
+// Executor applies plans.
+type Executor struct {
+	Conn  *planner.Connector
+	Store Store
+	Log   hclog.Logger
+	Opts  Options
+}
+
+func (e *Executor) defaults() {
+	o := &e.Opts
+	if o.Holder == "" {
+		host, _ := os.Hostname()
+		o.Holder = fmt.Sprintf("apply pid %d on %s", os.Getpid(), host)
+	}
+	if o.FenceHeadroom == 0 {
+		o.FenceHeadroom = 3 * time.Second
+	}
+	if o.FenceAttempts == 0 {
+		o.FenceAttempts = 4
+	}
+	if o.InsertWaitTimeout == 0 {
+		o.InsertWaitTimeout = 5 * time.Minute
+	}
+	if o.SourceWaitTimeout == 0 {
+		o.SourceWaitTimeout = 10 * time.Minute
+	}
+	if o.DDLTimeout == 0 {
+		o.DDLTimeout = 60 * time.Second
+	}
+	if e.Log == nil {
+		e.Log = hclog.NewNullLogger()
+	}
+}
+
+func (e *Executor) emit(ev Event) {
+	if e.Opts.OnEvent != nil {
+		e.Opts.OnEvent(ev)
+	}
+}
+
+// Apply applies every change of the plan, one MV at a time. A change that
+// fails does not stop the others; the errors are joined.
+func (e *Executor) Apply(ctx context.Context, p *planner.Plan) error {
+	e.defaults()
+	var errs []error
+	for _, c := range p.Changes {
+		if c.Action == planner.NoOp {
+			continue
+		}
+		if c.Blocked != "" {
+			errs = append(errs, fmt.Errorf("%s: %w: %s", c.Address(), ErrBlocked, c.Blocked))
+			continue
+		}
+		if err := e.ApplyChange(ctx, c); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", c.Address(), err))
+			if ctx.Err() != nil {
+				break
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ApplyChange applies the change of one MV under its lock.
+func (e *Executor) ApplyChange(ctx context.Context, c *planner.ResourceChange) error {
+	e.defaults()
+	unlock, err := e.Store.Lock(ctx, "mv:"+c.Address(), e.Opts.Holder, e.Opts.WaitForLock, func(holder string, since time.Time) {
+		e.emit(Event{Kind: EventWaiting, MV: c.Address(), Message: fmt.Sprintf("waiting for the lock held by %s since %s", holder, since.Format(time.RFC3339))})
+	})
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	job, err := e.Store.GetJob(ctx, c.Database, c.Name)
+	if errors.Is(err, state.ErrNotFound) {
+		job, err = nil, nil
+	}
+	if err != nil {
+		return err
+	}
+	r := &run{e: e, c: c, job: job}
+	if c.Spec != nil {
+		r.mv = sqlgen.MV{Spec: c.Spec, Cluster: c.Cluster, TargetEngine: c.TargetEngine, Casts: c.Casts}
+	}
+	r.topo, err = e.Conn.Topology(ctx, c.Cluster)
+	if err != nil {
+		return err
+	}
+	switch c.Action {
+	case planner.Delete:
+		return r.destroy(ctx)
+	case planner.Replace:
+		if err := r.destroy(ctx); err != nil {
+			return err
+		}
+		r.job = nil
+		return r.converge(ctx)
+	case planner.Create, planner.Update:
+		if job != nil && job.SpecHash != specs.Hash(c.Spec) {
+			return fmt.Errorf("%w: the job was created from another version of the spec (plan again)", ErrBlocked)
+		}
+		for _, st := range c.Steps {
+			if st.Kind == planner.StepCreateDistributed && len(st.Nodes) > 0 {
+				if err := r.createDistributed(ctx, st.Nodes); err != nil {
+					return err
+				}
+			}
+		}
+		return r.converge(ctx)
+	}
+	return fmt.Errorf("%w: %s changes cannot be applied yet", ErrBlocked, c.Action)
+}
+
+// run is the application of one change.
+type run struct {
+	e    *Executor
+	c    *planner.ResourceChange
+	mv   sqlgen.MV
+	job  *state.Job
+	topo *planner.Topology
+}
+
+func (r *run) log() hclog.Logger { return r.e.Log.With("mv", r.c.Address()) }
+
+func (r *run) emit(ev Event) {
+	ev.MV = r.c.Address()
+	if r.job != nil && ev.Total == 0 {
+		ev.Processed, ev.Total = r.job.ProcessedRows, r.job.TotalRows
+	}
+	r.e.emit(ev)
+}
+
+// converge moves the job forward from whatever state it is in until it is
+// completed, waiting, or stopped by an error. Each state's work is safe to
+// repeat: that is what makes a crash at any point recoverable.
+func (r *run) converge(ctx context.Context) error {
+	if r.job == nil {
+		if err := r.newJob(ctx); err != nil {
+			return err
+		}
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		j := r.job
+		var err error
+		switch {
+		case j.Status == state.StatusNeedsAttention:
+			return fmt.Errorf("%w: %s", ErrNeedsAttention, j.ErrorMessage)
+		case !j.FenceVerified:
+			err = r.fence(ctx)
+		case j.Status == state.StatusCompleted:
+			r.emit(Event{Kind: EventDone, Message: "completed"})
+			return nil
+		case j.Status == state.StatusOptimizing:
+			err = r.optimize(ctx)
+		case r.c.Spec.Backfill.Disabled:
+			err = r.setStatus(ctx, state.StatusCompleted, "")
+		case j.Status == state.StatusBackfilling:
+			err = r.backfill(ctx)
+		default: // waiting, failed or paused after the fence: wait for the source, then backfill
+			err = r.waitSource(ctx)
+		}
+		if err != nil {
+			if errors.Is(err, ErrNeedsAttention) {
+				return err
+			}
+			if errors.Is(err, ErrWaiting) || ctx.Err() != nil {
+				return err
+			}
+			msg := err.Error()
+			if uerr := r.setStatus(context.WithoutCancel(ctx), state.StatusFailed, msg); uerr != nil {
+				r.log().Error("record failure", "error", uerr)
+			}
+			return err
+		}
+	}
+}
+
+func (r *run) newJob(ctx context.Context) error {
+	cfg, err := json.Marshal(r.c.Spec)
+	if err != nil {
+		return err
+	}
+	var nodes []string
+	for _, n := range r.topo.Nodes {
+		nodes = append(nodes, n.Addr)
+	}
+	j := &state.Job{
+		Name: r.c.Name, Database: r.c.Database, SourceTable: r.c.Spec.SourceTable, TargetTable: r.c.Spec.TargetTable,
+		Status: state.StatusCreating, ClusterName: r.c.Cluster, Nodes: nodes, Config: cfg, SpecHash: specs.Hash(r.c.Spec),
+		Applied: map[string]state.AppliedObject{},
+	}
+	if err := r.e.Store.CreateJob(ctx, j); err != nil {
+		return err
+	}
+	r.job = j
+	return nil
+}
+
+func (r *run) setStatus(ctx context.Context, s state.Status, msg string) error {
+	r.job.Status = s
+	r.job.ErrorMessage = msg
+	return r.e.Store.UpdateJob(ctx, r.job)
+}
+
+// destroy drops the MV first (so no insert pushes into a half-dropped
+// target), then the Distributed table and the target, then the job.
+func (r *run) destroy(ctx context.Context) error {
+	r.emit(Event{Kind: EventStep, Step: planner.StepDrop, Message: "drop"})
+	m := r.mvForDrop()
+	for _, q := range []func(bool) string{m.DropMV, m.DropDistributed, m.DropTarget} {
+		if err := r.ddlAll(ctx, q); err != nil {
+			return err
+		}
+	}
+	if r.job != nil {
+		if err := r.e.Store.DeleteJob(ctx, r.job.ID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mvForDrop works without a spec in the plan: it takes the one the job was
+// created from.
+func (r *run) mvForDrop() sqlgen.MV {
+	if r.c.Spec != nil {
+		return r.mv
+	}
+	s := &specs.Spec{}
+	if r.job != nil {
+		if err := json.Unmarshal(r.job.Config, s); err != nil {
+			s = &specs.Spec{}
+		}
+	}
+	if s.Name == "" {
+		s.Name, s.Database = r.c.Name, r.c.Database
+	}
+	s.ApplyDefaults()
+	return sqlgen.MV{Spec: s, Cluster: r.c.Cluster}
+}
+
+// ddlAll runs a statement on every node: ON CLUSTER when every node answers,
+// else it fails naming the nodes that are down (a statement that only some
+// nodes ran would leave the cluster inconsistent).
+func (r *run) ddlAll(ctx context.Context, q func(onCluster bool) string) error {
+	if r.topo.Cluster == "" {
+		return r.exec(ctx, r.topo.Nodes[0], q(false))
+	}
+	if down := r.topo.Down(); len(down) > 0 {
+		return fmt.Errorf("nodes %s do not answer: %s needs every node of cluster %s", strings.Join(down, ", "), firstWords(q(true)), r.topo.Cluster)
+	}
+	return r.exec(ctx, r.topo.Nodes[0], q(true))
+}
+
+func (r *run) exec(ctx context.Context, n *planner.Node, q string) error {
+	if n.Err != nil {
+		return fmt.Errorf("node %s does not answer: %w", n.Addr, n.Err)
+	}
+	r.log().Debug("exec", "node", n.Addr, "sql", q)
+	qctx := clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{
+		"distributed_ddl_task_timeout": int(r.e.Opts.DDLTimeout.Seconds()),
+	}))
+	if err := n.Conn.Exec(qctx, q); err != nil {
+		return fmt.Errorf("%s on %s: %w", firstWords(q), n.Addr, err)
+	}
+	return nil
+}
+
+func firstWords(q string) string {
+	f := strings.Fields(q)
+	if len(f) > 6 {
+		f = f[:6]
+	}
+	return strings.Join(f, " ")
+}
+
+func (r *run) createDistributed(ctx context.Context, nodes []string) error {
+	r.emit(Event{Kind: EventStep, Step: planner.StepCreateDistributed, Message: "create the Distributed table on " + strings.Join(nodes, ", ")})
+	q, err := r.mv.CreateDistributed(false)
+	if err != nil {
+		return err
+	}
+	for _, addr := range nodes {
+		n := r.node(addr)
+		if n == nil {
+			return fmt.Errorf("node %s is not in cluster %s", addr, r.topo.Cluster)
+		}
+		if err := r.exec(ctx, n, q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *run) node(addr string) *planner.Node {
+	for _, n := range r.topo.Nodes {
+		if n.Addr == addr {
+			return n
+		}
+	}
+	return nil
+}
+
+// serverCreateQuery reads back how the server printed an object, to detect
+// drift later by comparing with the same server's printing.
+func (r *run) serverCreateQuery(ctx context.Context, name string) (string, error) {
+	for _, n := range r.topo.Healthy() {
+		var q string
+		err := n.Conn.QueryRow(ctx, "SELECT create_table_query FROM system.tables WHERE database = ? AND name = ?", r.c.Database, name).Scan(&q)
+		if err != nil {
+			return "", fmt.Errorf("read back %s.%s on %s: %w", r.c.Database, name, n.Addr, err)
+		}
+		return q, nil
+	}
+	return "", fmt.Errorf("no node answers")
+}
+
+func (r *run) optimize(ctx context.Context) error {
+	if !r.c.Spec.OptimizeAfterBackfill() {
+		return r.setStatus(ctx, state.StatusCompleted, "")
+	}
+	r.emit(Event{Kind: EventStep, Step: planner.StepOptimize, Message: "OPTIMIZE TABLE " + r.c.Spec.TargetTable + " FINAL"})
+	q := r.mv.Optimize(false)
+	for _, copyNodes := range r.copies() {
+		n := firstHealthy(copyNodes)
+		if n == nil {
+			return fmt.Errorf("shard %d: no replica answers for OPTIMIZE", copyNodes[0].Shard)
+		}
+		if err := r.exec(ctx, n, q); err != nil {
+			return err
+		}
+	}
+	return r.setStatus(ctx, state.StatusCompleted, "")
+}
+
+func firstHealthy(nodes []*planner.Node) *planner.Node {
+	for _, n := range nodes {
+		if n.Err == nil {
+			return n
+		}
+	}
+	return nil
+}
+
+// targetReplicated reports whether the target replicates between the
+// replicas of a shard: then one replica per shard holds the copy to fill.
+func (r *run) targetReplicated() bool {
+	e := r.c.TargetEngine
+	if e == "" && r.c.Spec != nil {
+		e = r.c.Spec.Engine
+	}
+	return strings.HasPrefix(strings.TrimSpace(e), "Replicated")
+}
+
+// copies groups nodes by the copy of the target they share: a shard's
+// replicas when the target replicates, else each node on its own.
+func (r *run) copies() [][]*planner.Node {
+	if r.targetReplicated() {
+		return r.topo.Shards()
+	}
+	var out [][]*planner.Node
+	for _, n := range r.topo.Nodes {
+		out = append(out, []*planner.Node{n})
+	}
+	return out
+}

@@ -1,0 +1,341 @@
+package planner
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/sergi/go-diff/diffmatchpatch"
+
+	"github.com/shirath/shirath/internal/sqlgen"
+	"github.com/shirath/shirath/specs"
+	"github.com/shirath/shirath/state"
+)
+
+// Desired is one spec with its cluster resolved.
+type Desired struct {
+	Spec    *specs.Spec
+	Cluster string
+	// Err is set when the spec could not be resolved (cluster unknown, ...).
+	Err error
+}
+
+// Input is everything the diff needs; the diff itself reads no server.
+type Input struct {
+	Desired []Desired
+	Live    map[string]*Live // by resolved cluster name ("" = single node)
+	Jobs    []*state.Job
+	Destroy bool
+}
+
+// mutableEngines re-insert a row on every update of it (CDC sources), so an
+// MV over them counts every version of a row.
+var mutableEngines = []string{"ReplacingMergeTree", "CollapsingMergeTree", "VersionedCollapsingMergeTree"}
+
+func mutableEngine(engine string) bool {
+	base := strings.TrimPrefix(engine, "Replicated")
+	for _, e := range mutableEngines {
+		if base == e {
+			return true
+		}
+	}
+	return false
+}
+
+func integerType(t string) bool {
+	t = strings.TrimSuffix(strings.TrimPrefix(t, "LowCardinality("), ")")
+	switch t {
+	case "UInt8", "UInt16", "UInt32", "UInt64", "Int8", "Int16", "Int32", "Int64":
+		return true
+	}
+	return false
+}
+
+// Diff compares the desired specs with the live state and the job table and
+// returns the changes, sorted by address. It is pure: the SQL of each step is
+// filled in later by Render, once casts are known.
+func Diff(in Input) []*ResourceChange {
+	jobs := map[string]*state.Job{}
+	for _, j := range in.Jobs {
+		jobs[j.Database+"."+j.Name] = j
+	}
+	var out []*ResourceChange
+	seen := map[string]bool{}
+	for _, d := range in.Desired {
+		s := d.Spec
+		addr := s.Database + "." + s.Name
+		seen[addr] = true
+		c := &ResourceChange{Database: s.Database, Name: s.Name, Spec: s, Cluster: d.Cluster}
+		out = append(out, c)
+		job := jobs[addr]
+		if job != nil {
+			c.JobID = job.ID
+		}
+		if d.Err != nil {
+			c.Action, c.Blocked, c.Reason = Create, d.Err.Error(), "the spec cannot be resolved"
+			if job != nil {
+				c.Action = Update
+			}
+			continue
+		}
+		live := in.Live[d.Cluster]
+		diffOne(c, s, live, job)
+	}
+	for _, j := range in.Jobs {
+		addr := j.Database + "." + j.Name
+		if seen[addr] {
+			continue
+		}
+		c := &ResourceChange{Database: j.Database, Name: j.Name, JobID: j.ID, Cluster: j.ClusterName}
+		if sp, err := specs.ParseJSON(j.Config); err == nil {
+			c.Spec = sp
+		}
+		if in.Destroy {
+			c.Action = Delete
+			c.Reason = "not in the specs any more"
+			c.Steps = []Step{{Kind: StepDrop, Detail: "drop the MV, its target and Distributed tables, and the job"}}
+		} else {
+			c.Action = NoOp
+			c.Reason = "not in the specs; kept (plan with -destroy to drop it)"
+		}
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, k int) bool { return out[i].Address() < out[k].Address() })
+	return out
+}
+
+func diffOne(c *ResourceChange, s *specs.Spec, live *Live, job *state.Job) {
+	db := s.Database
+	c.Action = Create
+	if job != nil {
+		c.Action = Update
+	}
+	c.Reason = "new materialized view"
+	if job != nil {
+		c.Reason = "job " + string(job.Status)
+	}
+	if live == nil {
+		c.Blocked = "no live state for this topology"
+		return
+	}
+	if down := live.Unreachable(); len(down) == len(live.Nodes) {
+		c.Blocked = "no ClickHouse node answered: " + strings.Join(down, "; ")
+		return
+	}
+	src := live.Table(db, s.SourceTable)
+	if src == nil {
+		c.Blocked = fmt.Sprintf("source table %s.%s does not exist", db, s.SourceTable)
+		return
+	}
+	if miss := live.Missing(db, s.SourceTable); len(miss) > 0 {
+		c.Blocked = fmt.Sprintf("source table %s.%s is missing on %s", db, s.SourceTable, strings.Join(miss, ", "))
+		return
+	}
+	if mutableEngine(src.Engine) && !s.AllowMutableSource {
+		c.Blocked = fmt.Sprintf("source table %s.%s is a %s: it stores a new row for every update of a row (as CDC does), so the MV would count every update as a new row. "+
+			"Set allow_mutable_source: true in the spec if that is what you want", db, s.SourceTable, src.Engine)
+		return
+	}
+	key := s.Backfill.KeyColumn
+	kt := src.ColumnType(key)
+	if kt == "" {
+		c.Blocked = fmt.Sprintf("backfill key column %q is not a column of %s.%s: set backfill.key_column to a column that grows with every insert", key, db, s.SourceTable)
+		return
+	}
+	if !integerType(kt) && !s.Backfill.Disabled {
+		c.Blocked = fmt.Sprintf("backfill key column %q of %s.%s is %s: it must be an integer that grows with every insert", key, db, s.SourceTable, kt)
+		return
+	}
+	c.TargetEngine = s.Engine
+	if c.Cluster != "" && strings.HasPrefix(src.Engine, "Replicated") && !strings.HasPrefix(s.Engine, "Replicated") {
+		// An MV fires only on the replica that received the INSERT: the
+		// target must replicate for every replica to end up with the rows.
+		e, err := sqlgen.ReplicatedEngine(s.Engine, sqlgen.ZKPath(db, s.TargetTable))
+		if err != nil {
+			c.Blocked = err.Error()
+			return
+		}
+		c.TargetEngine = e
+	}
+
+	objects := []string{s.TargetTable, s.Name}
+	if c.Cluster != "" {
+		objects = append(objects, s.DistributedTable)
+	}
+	if job == nil {
+		for _, o := range objects {
+			if p := live.Present(db, o); len(p) > 0 {
+				c.Blocked = fmt.Sprintf("%s.%s already exists on %s and shirath has no job for it: drop it or choose another name", db, o, strings.Join(p, ", "))
+				return
+			}
+		}
+		c.Reason = "new materialized view"
+		c.Steps = createSteps(s, c.Cluster, live)
+		return
+	}
+
+	if job.SpecHash != specs.Hash(s) {
+		c.Action = Change
+		c.Reason = "the spec changed since it was applied"
+		c.Diff = specDiff(job, s, c)
+		c.Blocked = "changing an applied MV (its query, columns, engine or options) is not supported yet: " +
+			"drop it (shirath mv drop " + s.Name + ", or remove the spec and apply with -destroy) and apply again to rebuild it"
+		return
+	}
+	if job.Status == state.StatusNeedsAttention {
+		c.Reason = "the job needs attention"
+		c.Blocked = "job " + s.Name + " needs attention: " + job.ErrorMessage
+		return
+	}
+	if job.Status != state.StatusCompleted {
+		c.Reason = resumeReason(job)
+		c.Steps = resumeSteps(s, job)
+		return
+	}
+	// Completed: look for drift on every node.
+	var lost []string
+	for _, o := range []string{s.TargetTable, s.Name} {
+		if m := live.Missing(db, o); len(m) > 0 {
+			lost = append(lost, fmt.Sprintf("%s.%s missing on %s", db, o, strings.Join(m, ", ")))
+		}
+	}
+	if mv := live.Table(db, s.Name); mv != nil && job.Applied["mv"].Server != "" {
+		for _, ns := range live.Nodes {
+			if t, ok := ns.Tables[db+"."+s.Name]; ok && t.CreateQuery != job.Applied["mv"].Server {
+				lost = append(lost, fmt.Sprintf("%s.%s on %s differs from what was applied", db, s.Name, ns.Node.Addr))
+			}
+		}
+	}
+	if len(lost) > 0 {
+		// Rows inserted while an MV was missing never reached its target:
+		// only a rebuild makes the target exact again.
+		c.Action = Replace
+		c.Reason = strings.Join(lost, "; ") + ": rows inserted meanwhile are not in the target, so it is rebuilt"
+		c.Steps = append([]Step{{Kind: StepDrop, Detail: "drop the MV, its target and Distributed tables"}}, createSteps(s, c.Cluster, live)...)
+		return
+	}
+	if c.Cluster != "" {
+		if m := live.Missing(db, s.DistributedTable); len(m) > 0 {
+			c.Reason = fmt.Sprintf("%s.%s missing on %s", db, s.DistributedTable, strings.Join(m, ", "))
+			c.Steps = []Step{{Kind: StepCreateDistributed, Detail: "create the Distributed table where it is missing", Nodes: m}}
+			return
+		}
+	}
+	if down := live.Unreachable(); len(down) > 0 {
+		c.Action = NoOp
+		c.Reason = "up to date on the nodes that answered; not checked: " + strings.Join(down, "; ")
+		return
+	}
+	c.Action = NoOp
+	c.Reason = "up to date"
+}
+
+func createSteps(s *specs.Spec, cluster string, live *Live) []Step {
+	db, key := s.Database, s.Backfill.KeyColumn
+	where := "on the node"
+	if cluster != "" {
+		where = "ON CLUSTER " + cluster
+	}
+	steps := []Step{
+		{Kind: StepCreateTarget, Detail: fmt.Sprintf("create %s.%s %s", db, s.TargetTable, where)},
+		{Kind: StepFence, Detail: fmt.Sprintf("F = max(%s) of %s.%s + headroom for the observed insert rate", key, db, s.SourceTable)},
+		{Kind: StepCreateMV, Detail: fmt.Sprintf("create %s.%s TO %s.%s %s with the fence %s > F in its WHERE; wait for INSERTs already running; check max(%s) <= F", db, s.Name, db, s.TargetTable, where, key, key)},
+	}
+	if cluster != "" {
+		steps = append(steps, Step{Kind: StepCreateDistributed, Detail: fmt.Sprintf("create %s.%s ON CLUSTER %s over %s.%s", db, s.DistributedTable, cluster, db, s.TargetTable)})
+	}
+	if !s.Backfill.Disabled {
+		steps = append(steps,
+			Step{Kind: StepWait, Detail: fmt.Sprintf("wait until the source passes F, then %s", s.Backfill.SettleDelay.Duration)},
+			Step{Kind: StepBackfill, Detail: fmt.Sprintf("INSERT INTO %s.%s SELECT ... WHERE %s > lo AND %s <= hi, server side, batches of about %s, up to F", db, s.TargetTable, key, key, s.Backfill.BatchDuration.Duration)},
+		)
+		if s.OptimizeAfterBackfill() {
+			steps = append(steps, Step{Kind: StepOptimize, Detail: fmt.Sprintf("OPTIMIZE TABLE %s.%s FINAL", db, s.TargetTable)})
+		}
+	}
+	return steps
+}
+
+func resumeReason(j *state.Job) string {
+	switch {
+	case !j.FenceVerified:
+		return fmt.Sprintf("job %s: the fence was never verified; start over", j.Status)
+	case j.Status == state.StatusFailed:
+		return "the last apply failed: " + j.ErrorMessage
+	case j.CutoffID != nil:
+		last := "start"
+		if j.LastProcessedID != nil {
+			last = fmt.Sprint(*j.LastProcessedID)
+		}
+		return fmt.Sprintf("backfill %s at %s of cutoff %d (%d of %d rows)", j.Status, last, *j.CutoffID, j.ProcessedRows, j.TotalRows)
+	}
+	return "job " + string(j.Status)
+}
+
+func resumeSteps(s *specs.Spec, j *state.Job) []Step {
+	if !j.FenceVerified {
+		return append([]Step{{Kind: StepDrop, Detail: "drop what an interrupted creation left"}}, createSteps(s, j.ClusterName, nil)...)
+	}
+	steps := []Step{{Kind: StepResumeBackfill, Detail: "continue the backfill from the recorded progress of every shard"}}
+	if s.OptimizeAfterBackfill() && !s.Backfill.Disabled {
+		steps = append(steps, Step{Kind: StepOptimize, Detail: fmt.Sprintf("OPTIMIZE TABLE %s.%s FINAL", s.Database, s.TargetTable)})
+	}
+	return steps
+}
+
+// specDiff shows the applied SQL next to the SQL the new spec gives.
+func specDiff(j *state.Job, s *specs.Spec, c *ResourceChange) string {
+	var old []string
+	for _, k := range []string{"target", "mv"} {
+		if a, ok := j.Applied[k]; ok {
+			old = append(old, a.SQL)
+		}
+	}
+	var fence int64
+	if j.CutoffID != nil {
+		fence = *j.CutoffID
+	}
+	m := sqlgen.MV{Spec: s, Cluster: c.Cluster, TargetEngine: c.TargetEngine}
+	var cur []string
+	if q, err := m.CreateTarget(c.Cluster != ""); err == nil {
+		cur = append(cur, q)
+	}
+	if q, err := m.CreateMV(fence, c.Cluster != ""); err == nil {
+		cur = append(cur, q)
+	}
+	return LineDiff(strings.Join(old, "\n")+"\n", strings.Join(cur, "\n")+"\n")
+}
+
+// LineDiff renders a line diff: "- " old lines, "+ " new lines, "  " common.
+func LineDiff(a, b string) string {
+	a, b = breakSQL(a), breakSQL(b)
+	dmp := diffmatchpatch.New()
+	ca, cb, lines := dmp.DiffLinesToChars(a, b)
+	diffs := dmp.DiffCharsToLines(dmp.DiffMain(ca, cb, false), lines)
+	var out strings.Builder
+	for _, d := range diffs {
+		prefix := "  "
+		switch d.Type {
+		case diffmatchpatch.DiffDelete:
+			prefix = "- "
+		case diffmatchpatch.DiffInsert:
+			prefix = "+ "
+		}
+		for _, l := range strings.SplitAfter(d.Text, "\n") {
+			if l == "" {
+				continue
+			}
+			out.WriteString(prefix + strings.TrimSuffix(l, "\n") + "\n")
+		}
+	}
+	return out.String()
+}
+
+// breakSQL puts the main clauses of a statement on their own lines, so that
+// a line diff points at the clause that changed.
+func breakSQL(s string) string {
+	for _, kw := range []string{" ENGINE = ", " PARTITION BY ", " ORDER BY ", " AS SELECT ", " FROM ", " WHERE ", " GROUP BY ", " HAVING ", " TO "} {
+		s = strings.ReplaceAll(s, kw, "\n"+strings.TrimPrefix(kw, " "))
+	}
+	return s
+}

@@ -1,0 +1,154 @@
+package planner
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/shirath/shirath/specs"
+)
+
+// FormatVersion is the version of the JSON plan format. Bump the major
+// number on an incompatible change.
+const FormatVersion = "1.0"
+
+// Action is what a change does to one MV, in Terraform's terms.
+type Action int
+
+const (
+	NoOp    Action = iota
+	Create         // new MV: objects, fence, backfill
+	Update         // existing MV moved forward: resume a backfill, repair a missing object
+	Replace        // drop everything and build again (delete then create)
+	Delete         // drop the MV, its tables and its job
+	Change         // the spec changed: shown, not yet applicable
+)
+
+var actionNames = map[Action]string{
+	NoOp: "no-op", Create: "create", Update: "update", Replace: "replace", Delete: "delete", Change: "change",
+}
+
+func (a Action) String() string { return actionNames[a] }
+
+// Symbol is the one-character marker of the human rendering.
+func (a Action) Symbol() string {
+	switch a {
+	case Create:
+		return "+"
+	case Update, Change:
+		return "~"
+	case Replace:
+		return "-/+"
+	case Delete:
+		return "-"
+	}
+	return " "
+}
+
+func (a Action) MarshalJSON() ([]byte, error) { return json.Marshal(a.String()) }
+
+func (a *Action) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	for k, v := range actionNames {
+		if v == s {
+			*a = k
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown plan action %q", s)
+}
+
+// StepKind names one ordered step of a change.
+type StepKind string
+
+const (
+	StepCreateTarget      StepKind = "create_target"
+	StepFence             StepKind = "fence"
+	StepCreateMV          StepKind = "create_mv"
+	StepCreateDistributed StepKind = "create_distributed"
+	StepWait              StepKind = "wait_for_source"
+	StepBackfill          StepKind = "backfill"
+	StepResumeBackfill    StepKind = "resume_backfill"
+	StepOptimize          StepKind = "optimize"
+	StepDrop              StepKind = "drop"
+)
+
+// Step is one ordered action of a change, with the SQL it will run where
+// that SQL is known at plan time.
+type Step struct {
+	Kind   StepKind `json:"kind"`
+	Detail string   `json:"detail"`
+	SQL    string   `json:"sql,omitempty"`
+	// Nodes lists the nodes a repair runs on; empty means every node.
+	Nodes []string `json:"nodes,omitempty"`
+}
+
+// ResourceChange is the plan for one MV.
+type ResourceChange struct {
+	Database string `json:"database"`
+	Name     string `json:"name"`
+	Action   Action `json:"action"`
+	Reason   string `json:"reason"`
+	Steps    []Step `json:"steps,omitempty"`
+	Diff     string `json:"diff,omitempty"`
+	// Blocked says why apply refuses this change; empty when it can be applied.
+	Blocked string      `json:"blocked,omitempty"`
+	Spec    *specs.Spec `json:"spec,omitempty"`
+	JobID   int64       `json:"job_id,omitempty"`
+	Cluster string      `json:"cluster,omitempty"`
+	// Casts maps output columns to the declared types they are cast to,
+	// because the query's own type differs (see specs: sum(Decimal) widens).
+	Casts map[string]string `json:"casts,omitempty"`
+	// TargetEngine is the engine clause the target is created with (the
+	// spec's, or its Replicated form over a replicated source).
+	TargetEngine string `json:"target_engine,omitempty"`
+}
+
+// Address is database.name.
+func (c *ResourceChange) Address() string { return c.Database + "." + c.Name }
+
+// Plan is an ordered list of changes, with the fingerprint of the live state
+// it was made from so that a saved plan can be refused once that state moved.
+type Plan struct {
+	FormatVersion string            `json:"format_version"`
+	Fingerprint   string            `json:"fingerprint"`
+	Changes       []*ResourceChange `json:"resource_changes"`
+	// Destroy is true when the plan was made with deletions allowed.
+	Destroy bool `json:"destroy"`
+}
+
+// Summary counts changes by kind.
+type Summary struct{ Create, Change, Destroy, Blocked int }
+
+func (p *Plan) Summary() Summary {
+	var s Summary
+	for _, c := range p.Changes {
+		switch c.Action {
+		case Create:
+			s.Create++
+		case Update, Change:
+			s.Change++
+		case Replace:
+			s.Create++
+			s.Destroy++
+		case Delete:
+			s.Destroy++
+		}
+		if c.Blocked != "" {
+			s.Blocked++
+		}
+	}
+	return s
+}
+
+// HasChanges reports whether the plan would do anything.
+func (p *Plan) HasChanges() bool {
+	for _, c := range p.Changes {
+		if c.Action != NoOp {
+			return true
+		}
+	}
+	return false
+}
