@@ -440,6 +440,11 @@ func (r *run) backfillCopy(ctx context.Context, n *planner.Node, sp *state.Shard
 		r.emit(Event{Kind: EventStep, Step: planner.StepBackfill, Shard: sp.Shard, Message: fmt.Sprintf("backfill %s <= %d on %s", spec.Backfill.KeyColumn, f, n.Addr)})
 	}
 	for *sp.LastProcessedID < f {
+		// A stop request (SIGTERM) lands between batches: the batch in
+		// flight finishes and is recorded, and a restart resumes after it.
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		lo := *sp.LastProcessedID
 		hi := f
 		if width < f-lo {
@@ -452,10 +457,11 @@ func (r *run) backfillCopy(ctx context.Context, n *planner.Node, sp *state.Shard
 			}
 		}
 		start := time.Now()
-		if err := r.runBatch(ctx, n, sp, lo, hi, dedupToken); err != nil {
+		bctx := context.WithoutCancel(ctx)
+		if err := r.runBatch(bctx, n, sp, lo, hi, dedupToken); err != nil {
 			return err
 		}
-		if err := r.e.Store.CompleteBatch(ctx, r.job.ID, sp.Shard, sp.Replica, hi, rows); err != nil {
+		if err := r.e.Store.CompleteBatch(bctx, r.job.ID, sp.Shard, sp.Replica, hi, rows); err != nil {
 			return err
 		}
 		sp.LastProcessedID = &hi
