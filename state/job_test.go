@@ -91,6 +91,10 @@ func TestLockedErrorMessage(t *testing.T) {
 	if e.Error() != want {
 		t.Errorf("Error() = %q, want %q", e.Error(), want)
 	}
+	e.Key = "mv:default.x"
+	if e.Error() != want {
+		t.Errorf("Error() with a namespaced key = %q, want %q", e.Error(), want)
+	}
 	e = &LockedError{Key: "default.x"}
 	if want := "mv default.x is locked by another process"; e.Error() != want {
 		t.Errorf("Error() = %q, want %q", e.Error(), want)

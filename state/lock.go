@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,7 +27,8 @@ func (e *LockedError) Error() string {
 	if who == "" {
 		who = "another process"
 	}
-	msg := fmt.Sprintf("mv %s is locked by %s", e.Key, who)
+	// Callers may namespace keys as "mv:db.name"; the message says "mv" once.
+	msg := fmt.Sprintf("mv %s is locked by %s", strings.TrimPrefix(e.Key, "mv:"), who)
 	if !e.Since.IsZero() {
 		layout := "15:04:05"
 		if time.Since(e.Since) > 24*time.Hour {
@@ -37,7 +39,7 @@ func (e *LockedError) Error() string {
 	return msg
 }
 
-// Lock takes the lock named key (an MV as "database.name") for holder, a
+// Lock takes the lock named key (an MV as "database.name" or "mv:database.name") for holder, a
 // description for other processes' messages such as "apply pid 1234 on host
 // x". When another session holds it, Lock returns a *LockedError, or with
 // wait calls onWait (if not nil) once with the current holder and tries again
