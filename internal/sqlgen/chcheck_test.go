@@ -1,0 +1,412 @@
+//go:build chcheck
+
+// These checks run the generated SQL on a real server. They are not the
+// project's integration tests (internal/testenv owns those); they are how the
+// statements in testdata/ were shown to work on ClickHouse 18.16:
+//
+//	SHIRATH_CH_ADDR=127.0.0.1:29000 SHIRATH_CH_CLUSTER=name \
+//	    go test -tags chcheck -run ClickHouse -v ./internal/sqlgen/
+//
+// SHIRATH_CH_CLUSTER is optional: a cluster (with ZooKeeper and {shard} and
+// {replica} macros) that the server at SHIRATH_CH_ADDR belongs to; without
+// it the ON CLUSTER, Replicated and Distributed checks are skipped.
+package sqlgen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/shopspring/decimal"
+
+	"github.com/shirath/shirath/specs"
+)
+
+type chCheck struct {
+	t    *testing.T
+	conn driver.Conn
+	ctx  context.Context
+}
+
+func connect(t *testing.T) *chCheck {
+	t.Helper()
+	addr := os.Getenv("SHIRATH_CH_ADDR")
+	if addr == "" {
+		t.Fatal("SHIRATH_CH_ADDR is not set")
+	}
+	conn, err := clickhouse.Open(&clickhouse.Options{
+		Addr:     []string{addr},
+		Protocol: clickhouse.Native,
+		Settings: clickhouse.Settings{"distributed_ddl_task_timeout": 30},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	v, err := conn.ServerVersion()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("server %s", v)
+	return &chCheck{t: t, conn: conn, ctx: ctx}
+}
+
+func (c *chCheck) exec(sql string) {
+	c.t.Helper()
+	if err := c.conn.Exec(c.ctx, sql); err != nil {
+		c.t.Fatalf("%s\n-> %v", sql, err)
+	}
+	c.t.Logf("ok: %s", sql)
+}
+
+func (c *chCheck) gen(sql string, err error) string {
+	c.t.Helper()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return sql
+}
+
+// rows returns every row as its values joined by tabs.
+func (c *chCheck) rows(sql string) []string {
+	c.t.Helper()
+	rs, err := c.conn.Query(c.ctx, sql)
+	if err != nil {
+		c.t.Fatalf("%s\n-> %v", sql, err)
+	}
+	defer rs.Close()
+	types := rs.ColumnTypes()
+	var out []string
+	for rs.Next() {
+		vals := make([]any, len(types))
+		for i, ct := range types {
+			vals[i] = reflect.New(ct.ScanType()).Interface()
+		}
+		if err := rs.Scan(vals...); err != nil {
+			c.t.Fatal(err)
+		}
+		parts := make([]string, len(vals))
+		for i, v := range vals {
+			parts[i] = fmt.Sprint(reflect.ValueOf(v).Elem().Interface())
+		}
+		out = append(out, strings.Join(parts, "\t"))
+	}
+	if err := rs.Err(); err != nil {
+		c.t.Fatal(err)
+	}
+	return out
+}
+
+func (c *chCheck) one(sql string) string {
+	c.t.Helper()
+	r := c.rows(sql)
+	if len(r) != 1 {
+		c.t.Fatalf("%s: %d rows, want 1", sql, len(r))
+	}
+	return r[0]
+}
+
+func (c *chCheck) major() int {
+	v, _ := c.conn.ServerVersion()
+	return int(v.Version.Major)
+}
+
+func (c *chCheck) equal(what string, got, want []string) {
+	c.t.Helper()
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		c.t.Errorf("%s:\ngot\n%s\nwant\n%s", what, strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// freshDB recreates a database and creates the products source table in it.
+func (c *chCheck) freshDB(db, onCluster string) {
+	c.t.Helper()
+	c.exec("DROP DATABASE IF EXISTS " + Ident(db) + onCluster)
+	c.exec("CREATE DATABASE " + Ident(db) + onCluster)
+	c.exec("CREATE TABLE " + Table(db, "products") + onCluster +
+		" (id UInt64, category String, price Decimal(18, 2)) ENGINE = MergeTree() ORDER BY id")
+}
+
+// insert sends rows as one native block, as a writer does. INSERT ...
+// VALUES through Exec is not used: an 18.16 server then waits for a data
+// block that the client never sends.
+func (c *chCheck) insert(table string, rows ...[]any) error {
+	c.t.Helper()
+	cols := "(id, category, price)"
+	if len(rows) > 0 && len(rows[0]) == 6 {
+		cols = "(id, category, price, ts, tags, n)"
+	}
+	b, err := c.conn.PrepareBatch(c.ctx, "INSERT INTO "+table+" "+cols)
+	if err != nil {
+		return err
+	}
+	for _, r := range rows {
+		if err := b.Append(r...); err != nil {
+			return err
+		}
+	}
+	return b.Send()
+}
+
+func (c *chCheck) mustInsert(table string, rows ...[]any) {
+	c.t.Helper()
+	if err := c.insert(table, rows...); err != nil {
+		c.t.Fatalf("insert into %s: %v", table, err)
+	}
+	c.t.Logf("ok: inserted %d rows into %s", len(rows), table)
+}
+
+// product is one row of the products source table.
+func product(id uint64, category, price string) []any {
+	return []any{id, category, decimal.RequireFromString(price)}
+}
+
+var seedRows = [][]any{
+	product(1, "a", "1.10"), product(2, "b", "2.20"), product(3, "a", "3.30"), product(4, "c", "4.40"),
+	product(5, "b", "5.50"), product(6, "a", "6.60"), product(7, "c", "7.70"), product(8, "a", "8.80"),
+	product(9, "b", "9.90"), product(10, "c", "10.01"),
+}
+
+func checkSpec(db string) *specs.Spec {
+	s := productsSpec()
+	s.Database = db
+	return s
+}
+
+// sourceTotals is what the target must hold once view and backfill are done.
+func (c *chCheck) sourceTotals(db string) []string {
+	return c.rows("SELECT category, count(), sum(price) FROM " + Table(db, "products") + " GROUP BY category ORDER BY category")
+}
+
+func (c *chCheck) targetTotals(table string) []string {
+	return c.rows("SELECT category, sum(cnt), sum(total_price) FROM " + table + " GROUP BY category ORDER BY category")
+}
+
+func (c *chCheck) logCreate(db, table string) {
+	c.t.Helper()
+	c.t.Logf("system.tables %s.%s: %s", db, table, c.one(
+		"SELECT concat(create_table_query, ' | engine_full=', engine_full, ' | sorting_key=', sorting_key, ' | partition_key=', partition_key) FROM system.tables WHERE database = '"+
+			db+"' AND name = '"+table+"'"))
+}
+
+// TestClickHouseFenceAndBackfill: the fenced view only sees rows above the
+// fence, the backfill batches add the rest, and the target ends up equal to
+// an aggregate over the whole source.
+func TestClickHouseFenceAndBackfill(t *testing.T) {
+	c := connect(t)
+	const db = "sqlgen_check"
+	c.freshDB(db, "")
+	c.mustInsert(Table(db, "products"), seedRows...)
+
+	m := MV{Spec: checkSpec(db), Casts: map[string]string{"total_price": "Decimal(18, 2)"}}
+	m.Spec.SelectQuery = "SELECT category, count() AS cnt, sum(price) AS total_price FROM {source_table} WHERE price > 0 OR category = 'free' GROUP BY category"
+	c.exec(c.gen(m.CreateTarget(false)))
+	c.exec(c.gen(m.CreateTarget(false))) // IF NOT EXISTS: a retry is harmless
+	c.exec(c.gen(m.CreateMV(10, false)))
+	c.exec(c.gen(m.CreateMV(10, false)))
+	c.logCreate(db, m.Spec.Name)
+	c.logCreate(db, m.Spec.TargetTable)
+
+	// One block with rows on both sides of the fence, as a concurrent
+	// writer would produce; id 3 again stands for a late row below it.
+	c.mustInsert(Table(db, "products"), product(3, "a", "100.00"), product(11, "a", "1.25"), product(12, "d", "2.50"))
+	target := Table(db, m.Spec.TargetTable)
+	c.equal("target after the fence, before the backfill", c.targetTotals(target), []string{"a\t1\t1.25", "d\t1\t2.5"})
+
+	c.exec(c.gen(m.BackfillBatch(Range{UpTo: i64(5)}, true)))
+	c.exec(c.gen(m.BackfillBatch(Range{After: i64(5), UpTo: i64(10)}, false)))
+	c.equal("target after the backfill", c.targetTotals(target), c.sourceTotals(db))
+
+	c.exec(m.Optimize(false))
+	c.equal("target rows after OPTIMIZE FINAL",
+		c.rows("SELECT category, cnt, total_price FROM "+target+" ORDER BY category"), c.sourceTotals(db))
+
+	for _, sql := range []string{m.DropMV(false), m.DropTarget(false), m.DropDistributed(false), m.DropMV(false)} {
+		c.exec(sql)
+	}
+	c.equal("tables left", c.rows("SELECT name FROM system.tables WHERE database = '"+db+"' ORDER BY name"), []string{"products"})
+	c.exec("DROP DATABASE " + Ident(db))
+}
+
+// TestClickHouseDecimalCast: on 18.16 sum(Decimal(18,2)) is Decimal(38,2) and
+// a view writing it into Decimal(18,2) fails on insert; the cast fixes it.
+func TestClickHouseDecimalCast(t *testing.T) {
+	c := connect(t)
+	const db = "sqlgen_check_decimal"
+	c.freshDB(db, "")
+	m := MV{Spec: checkSpec(db)}
+	c.exec(c.gen(m.CreateTarget(false)))
+	c.exec(c.gen(m.CreateMV(0, false)))
+	t.Logf("query type: %s", c.one("SELECT toTypeName(sum(price)) FROM "+Table(db, "products")))
+
+	rows := [][]any{product(1, "a", "1.10"), product(2, "a", "2.20")}
+	err := c.insert(Table(db, "products"), rows...)
+	t.Logf("insert through the view without cast: %v", err)
+	var ex *clickhouse.Exception
+	if c.major() < 19 {
+		if !errors.As(err, &ex) || ex.Code != 53 || !strings.Contains(ex.Message, "Type mismatch") {
+			t.Fatalf("want code 53 Type mismatch on %d.x, got %v", c.major(), err)
+		}
+	}
+	t.Logf("source rows after the failed insert: %s", c.one("SELECT count() FROM "+Table(db, "products")))
+
+	c.exec(m.DropMV(false))
+	c.exec("TRUNCATE TABLE " + Table(db, "products"))
+	m.Casts = map[string]string{"total_price": "Decimal(18, 2)"}
+	c.exec(c.gen(m.CreateMV(0, false)))
+	c.logCreate(db, m.Spec.Name)
+	t.Logf("SHOW CREATE: %s", c.one("SHOW CREATE TABLE "+Table(db, m.Spec.Name)))
+	c.mustInsert(Table(db, "products"), rows...)
+	c.equal("target with cast", c.rows("SELECT category, cnt, total_price, toTypeName(total_price) FROM "+
+		Table(db, m.Spec.TargetTable)), []string{"a\t2\t3.3\tDecimal(18, 2)"})
+	c.exec("DROP DATABASE " + Ident(db))
+}
+
+// TestClickHouseHostileNames: quoting survives names built to break out of
+// it; the server ends up with exactly these names.
+func TestClickHouseHostileNames(t *testing.T) {
+	c := connect(t)
+	db := "sqlgen`check\\x"
+	c.freshDB(db, "")
+	s := checkSpec(db)
+	s.SourceTable = "products"
+	s.TargetTable = "tar'get`; DROP TABLE x; --"
+	s.Name = `mv\`
+	s.DistributedTable = "dist\"x"
+	m := MV{Spec: s, Casts: map[string]string{"total_price": "Decimal(18, 2)"}}
+	c.exec(c.gen(m.CreateTarget(false)))
+	c.exec(c.gen(m.CreateMV(5, false)))
+	c.mustInsert(Table(db, "products"), seedRows...)
+	c.exec(c.gen(m.BackfillBatch(Range{UpTo: i64(5)}, true)))
+	c.exec(m.Optimize(false))
+	c.equal("target", c.targetTotals(Table(db, s.TargetTable)), c.sourceTotals(db))
+	got := c.rows("SELECT name FROM system.tables WHERE database = " + quoteString(db) + " ORDER BY name")
+	want := []string{s.Name, "products", s.TargetTable}
+	sort.Strings(want)
+	c.equal("table names", got, want)
+	c.exec(m.DropMV(false))
+	c.exec(m.DropTarget(false))
+	c.exec("DROP DATABASE " + Ident(db))
+}
+
+// TestClickHouseQueryFidelity: the parsed and reprinted query returns the
+// same rows as the spec's text, so the rewrite changes nothing but the WHERE.
+func TestClickHouseQueryFidelity(t *testing.T) {
+	c := connect(t)
+	const db = "sqlgen_check_fidelity"
+	c.exec("DROP DATABASE IF EXISTS " + Ident(db))
+	c.exec("CREATE DATABASE " + Ident(db))
+	c.exec("CREATE TABLE " + Table(db, "products") + " (id UInt64, category String, price Decimal(18, 2), ts DateTime, tags Array(String), n Nullable(Int32)) ENGINE = MergeTree() ORDER BY id")
+	ts := func(s string) time.Time { return time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).Add(mustDuration(s)) }
+	n := func(v int32) *int32 { return &v }
+	c.mustInsert(Table(db, "products"),
+		append(product(1, "a", "1.10"), ts("10h"), []string{"x", "y"}, n(1)),
+		append(product(2, "b", "2.20"), ts("11h30m"), []string{}, (*int32)(nil)),
+		append(product(3, "it's", "3.30"), ts("24h"), []string{"z"}, n(-5)),
+		append(product(4, `a\b`, "4.40"), ts("744h"), []string{"x"}, n(7)),
+		append(product(5, "c", "0.00"), ts("804h"), []string{"y", "y"}, (*int32)(nil)),
+	)
+	queries := []string{
+		"SELECT category, count() AS cnt, sum(price) AS total FROM {source_table} GROUP BY category",
+		"SELECT category FROM {source_table} WHERE price > 1 AND (category = 'a' OR category = 'it''s') OR id = 5",
+		"SELECT toDate(ts) AS d, uniq(category) AS u, max(price) AS m FROM {source_table} GROUP BY d HAVING u > 0",
+		"SELECT toStartOfHour(ts) AS h, countIf(price > 2) AS c2, sumIf(price, price > 2) AS s2 FROM {source_table} GROUP BY h",
+		"SELECT id, -price AS neg, id - -1 AS p, id % 2 AS odd, if(id > 2, 'hi', 'lo') AS hl, multiIf(id = 1, 1, id = 2, 2, 0) AS mi FROM {source_table}",
+		"SELECT id, arrayJoin(tags) AS tag FROM {source_table}",
+		"SELECT id, tag FROM {source_table} ARRAY JOIN tags AS tag WHERE tag != 'z'",
+		"SELECT id, arrayMap(x -> concat(x, '!'), tags) AS t2, length(tags) AS l FROM {source_table}",
+		"SELECT id, ifNull(n, 0) AS nn, n IS NULL AS isn FROM {source_table} WHERE n IS NOT NULL OR id IN (2, 5)",
+		"SELECT category, count() AS c FROM {source_table} WHERE category IN (SELECT category FROM {source_table} WHERE price > 2) GROUP BY category",
+		"SELECT category, count() AS c FROM (SELECT id, category FROM {source_table} WHERE price > 0) GROUP BY category",
+		"SELECT p.category AS cat, sum(p.price) AS s FROM {source_table} AS p GROUP BY cat",
+		"SELECT {source_table}.id AS i FROM {source_table}",
+		"SELECT id, ts >= toDateTime('2024-01-02 00:00:00') - INTERVAL 1 DAY AS recent FROM {source_table}",
+		"SELECT id, CAST(price AS Float64) AS f, toDecimal64(price, 4) AS d4, round(toFloat64(price) * 1.5, 1) AS r FROM {source_table}",
+		"SELECT id, (id, category) AS tup, tup.1 AS first, [id, id * 2][2] AS second FROM {source_table}",
+		"SELECT category, groupArray(id) AS ids, argMax(id, price) AS top FROM {source_table} GROUP BY category",
+		"SELECT id, category LIKE 'a%' AS l, category NOT LIKE '%b' AS nl, NOT (id = 1 OR id = 2) AS n12 FROM {source_table}",
+		"SELECT id, id BETWEEN 2 AND 4 AND price > 3 AS bt, id = 1 ? 'one' : 'other' AS tern FROM {source_table}",
+		"SELECT `category` AS `the category`, \"id\" FROM {source_table} -- trailing comment",
+		"SELECT quantile(0.5)(toFloat64(price)) AS med, quantiles(0.1, 0.9)(id) AS qs FROM {source_table}",
+	}
+	src := Table(db, "products")
+	for _, q := range queries {
+		m := queryMV(q)
+		m.Spec.Database = db
+		got, err := m.Query(Range{})
+		if err != nil {
+			t.Errorf("%s: %v", q, err)
+			continue
+		}
+		want := c.rows(strings.ReplaceAll(q, placeholder, src))
+		have := c.rows(got)
+		sort.Strings(want)
+		sort.Strings(have)
+		if len(want) == 0 {
+			t.Errorf("%s returns no rows: a useless check", q)
+		}
+		c.equal(got, have, want)
+	}
+	c.exec("DROP DATABASE " + Ident(db))
+}
+
+func mustDuration(s string) time.Duration {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		panic(err)
+	}
+	return d
+}
+
+// TestClickHouseOnCluster runs the ON CLUSTER forms with a Replicated target
+// and checks that a retried ordered batch is deduplicated.
+func TestClickHouseOnCluster(t *testing.T) {
+	cluster := os.Getenv("SHIRATH_CH_CLUSTER")
+	if cluster == "" {
+		t.Skip("SHIRATH_CH_CLUSTER is not set")
+	}
+	c := connect(t)
+	// A new database each run: the ZooKeeper path of a dropped replicated
+	// table can outlive it.
+	db := fmt.Sprintf("sqlgen_check_cluster_%d", time.Now().Unix())
+	on := " ON CLUSTER " + Ident(cluster)
+	c.freshDB(db, on)
+	c.mustInsert(Table(db, "products"), seedRows...)
+
+	s := checkSpec(db)
+	eng, err := ReplicatedEngine(s.Engine, ZKPath(db, s.TargetTable))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := MV{Spec: s, Cluster: cluster, TargetEngine: eng, Casts: map[string]string{"total_price": "Decimal(18, 2)"}}
+	c.exec(c.gen(m.CreateTarget(true)))
+	c.exec(c.gen(m.CreateMV(10, true)))
+	c.exec(c.gen(m.CreateDistributed(true)))
+	c.logCreate(db, s.TargetTable)
+	c.logCreate(db, s.DistributedTable)
+	c.mustInsert(Table(db, "products"), product(11, "a", "1.25"))
+
+	batch := c.gen(m.BackfillBatch(Range{UpTo: i64(10)}, true))
+	c.exec(batch)
+	c.exec(batch) // a retry after a lost reply: same block, deduplicated
+	dist := Table(db, s.DistributedTable)
+	c.equal("totals through the Distributed table", c.targetTotals(dist), c.sourceTotals(db))
+
+	c.exec(m.Optimize(true))
+	c.equal("after OPTIMIZE ON CLUSTER", c.rows("SELECT category, cnt, total_price FROM "+dist+" ORDER BY category"), c.sourceTotals(db))
+	for _, sql := range []string{m.DropDistributed(true), m.DropMV(true), m.DropTarget(true)} {
+		c.exec(sql)
+	}
+	c.equal("tables left", c.rows("SELECT name FROM system.tables WHERE database = '"+db+"' ORDER BY name"), []string{"products"})
+	c.exec("DROP DATABASE " + Ident(db) + on)
+}
