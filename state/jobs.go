@@ -17,7 +17,9 @@ const shardColumns = `job_id, shard, replica, status, total_rows, processed_rows
 	inflight_lo, inflight_hi, inflight_query_id, error_message, updated_at`
 
 // CreateJob inserts j with its Shards in one transaction and fills j.ID,
-// j.InsertedAt and j.UpdatedAt. An empty Status is stored as pending.
+// j.InsertedAt and j.UpdatedAt. An empty Status is stored as pending. When
+// Shards are given, ProcessedRows and LastProcessedID become their aggregate,
+// as UpsertShard keeps them.
 func (s *Store) CreateJob(ctx context.Context, j *Job) error {
 	if err := checkJob(j); err != nil {
 		return fmt.Errorf("create job %s.%s: %w", j.Database, j.Name, err)
@@ -38,14 +40,19 @@ func (s *Store) CreateJob(ctx context.Context, j *Job) error {
 		if err != nil {
 			return err
 		}
+		if len(j.Shards) == 0 {
+			return nil
+		}
 		for i := range j.Shards {
 			if err := upsertShard(ctx, tx, j.ID, &j.Shards[i]); err != nil {
 				return err
 			}
 		}
-		return nil
+		// The same rule as UpsertShard: a job with shards shows their aggregate.
+		return refreshJobProgress(ctx, tx, j.ID, &j.ProcessedRows, &j.LastProcessedID)
 	})
 	if err != nil {
+		j.ID = 0 // rolled back: the id was never committed
 		return fmt.Errorf("create job %s.%s: %w", j.Database, j.Name, err)
 	}
 	return nil

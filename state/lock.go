@@ -39,11 +39,12 @@ func (e *LockedError) Error() string {
 	return msg
 }
 
-// Lock takes the lock named key (an MV as "database.name" or "mv:database.name") for holder, a
-// description for other processes' messages such as "apply pid 1234 on host
-// x". When another session holds it, Lock returns a *LockedError, or with
-// wait calls onWait (if not nil) once with the current holder and tries again
-// every 500ms until it gets the lock or ctx ends.
+// Lock takes the lock named key (an MV as "database.name", or namespaced as
+// "mv:database.name") for holder, a description for other processes'
+// messages such as "apply pid 1234 on host x". When another session holds
+// it, Lock returns a *LockedError, or with wait calls onWait (if not nil)
+// once with the current holder and tries again every 500ms until it gets the
+// lock or ctx ends.
 //
 // The lock is a session-level PostgreSQL advisory lock on a connection taken
 // out of the pool for as long as it is held. Because it belongs to the

@@ -29,7 +29,7 @@ func (s *Store) UpsertShard(ctx context.Context, jobID int64, p ShardProgress) e
 		if err := upsertShard(ctx, tx, jobID, &p); err != nil {
 			return err
 		}
-		return refreshJobProgress(ctx, tx, jobID)
+		return refreshJobProgress(ctx, tx, jobID, nil, nil)
 	})
 	if err != nil {
 		return fmt.Errorf("upsert shard %d/%s of job %d: %w", p.Shard, p.Replica, jobID, err)
@@ -74,7 +74,7 @@ func (s *Store) BeginBatch(ctx context.Context, jobID int64, shard int, replica 
 		}
 		// A new shard holds the job's last_processed_id back until it
 		// checkpoints.
-		return refreshJobProgress(ctx, tx, jobID)
+		return refreshJobProgress(ctx, tx, jobID, nil, nil)
 	})
 	if err != nil {
 		return fmt.Errorf("begin batch [%d, %d] on shard %d/%s of job %d: %w", lo, hi, shard, replica, jobID, err)
@@ -116,7 +116,7 @@ func (s *Store) CompleteBatch(ctx context.Context, jobID int64, shard int, repli
 		if tag.RowsAffected() == 0 {
 			return ErrNotFound
 		}
-		return refreshJobProgress(ctx, tx, jobID)
+		return refreshJobProgress(ctx, tx, jobID, nil, nil)
 	})
 	if err != nil {
 		return fmt.Errorf("complete batch up to %d on shard %d/%s of job %d: %w", hi, shard, replica, jobID, err)
@@ -163,13 +163,23 @@ func lockJob(ctx context.Context, tx pgx.Tx, jobID int64) error {
 }
 
 // refreshJobProgress sets the job's processed_rows and last_processed_id to
-// the aggregate of its shards. The job row must be locked (lockJob).
-func refreshJobProgress(ctx context.Context, tx pgx.Tx, jobID int64) error {
-	_, err := tx.Exec(ctx, `UPDATE mv_jobs SET
+// the aggregate of its shards and stores them in processed and last when not
+// nil. The job row must be locked (lockJob) or new in this transaction.
+func refreshJobProgress(ctx context.Context, tx pgx.Tx, jobID int64, processed *int64, last **int64) error {
+	var p int64
+	var l *int64
+	err := tx.QueryRow(ctx, `UPDATE mv_jobs SET
 			processed_rows = (SELECT COALESCE(SUM(processed_rows), 0) FROM mv_job_shards WHERE job_id = $1),
 			last_processed_id = (`+shardsLastID+`),
 			updated_at = now()
-		WHERE id = $1`, jobID)
+		WHERE id = $1
+		RETURNING processed_rows, last_processed_id`, jobID).Scan(&p, &l)
+	if processed != nil {
+		*processed = p
+	}
+	if last != nil {
+		*last = l
+	}
 	if err != nil {
 		return fmt.Errorf("update job progress: %w", err)
 	}

@@ -315,6 +315,37 @@ func TestCreateJobRefusesInvalid(t *testing.T) {
 			t.Errorf("%s: CreateJob accepted %+v", name, j)
 		}
 	}
+
+	// A shard that fails rolls the whole job back.
+	j := newJob("bad_shard")
+	j.Shards[1].Status = "bogus"
+	if err := s.CreateJob(ctx, j); err == nil || j.ID != 0 {
+		t.Errorf("CreateJob with a bad shard: err %v, id %d; want an error and no id", err, j.ID)
+	}
+	if _, err := s.GetJob(ctx, "analytics", "bad_shard"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("job with a bad shard was stored: %v", err)
+	}
+}
+
+func TestCreateJobWithShardProgress(t *testing.T) {
+	s, _ := openStore(t)
+	ctx := testCtx(t)
+	j := newJob("agg")
+	j.ProcessedRows = 999 // superseded by the shards
+	j.Shards[0].ProcessedRows, j.Shards[0].LastProcessedID = 10, i64(5)
+	j.Shards[1].ProcessedRows, j.Shards[1].LastProcessedID = 20, i64(7)
+	if err := s.CreateJob(ctx, j); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetJob(ctx, "analytics", "agg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range []*Job{j, got} {
+		if x.ProcessedRows != 30 || x.LastProcessedID == nil || *x.LastProcessedID != 5 {
+			t.Errorf("job aggregate: processed %d, last %s; want 30, 5", x.ProcessedRows, fmtID(x.LastProcessedID))
+		}
+	}
 }
 
 func TestJobJSONView(t *testing.T) {
