@@ -136,7 +136,6 @@ func TestGolden(t *testing.T) {
 				"ReplacingMergeTree(version)",
 				"CollapsingMergeTree(sign)",
 				"AggregatingMergeTree()",
-				"GraphiteMergeTree('graphite_rollup')",
 				"  VersionedCollapsingMergeTree( sign ,version )  ",
 				"ReplicatedSummingMergeTree('/custom/path', '{replica}')",
 			} {

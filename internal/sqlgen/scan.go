@@ -137,37 +137,6 @@ func checkFragment(what, s string) error {
 	return nil
 }
 
-// splitTopLevel splits a fragment already accepted by checkFragment at the
-// commas that are outside parentheses, brackets and literals.
-func splitTopLevel(s string) []string {
-	segs, _ := scan(s)
-	var parts []string
-	var cur strings.Builder
-	depth := 0
-	for _, seg := range segs {
-		if seg.kind != segCode {
-			cur.WriteString(seg.text)
-			continue
-		}
-		for _, c := range []byte(seg.text) {
-			switch c {
-			case '(', '[':
-				depth++
-			case ')', ']':
-				depth--
-			case ',':
-				if depth == 0 {
-					parts = append(parts, strings.TrimSpace(cur.String()))
-					cur.Reset()
-					continue
-				}
-			}
-			cur.WriteByte(c)
-		}
-	}
-	return append(parts, strings.TrimSpace(cur.String()))
-}
-
 // isPlainIdent reports whether s is an unquoted identifier, which is then
 // safe and clearer to backtick-quote.
 func isPlainIdent(s string) bool {

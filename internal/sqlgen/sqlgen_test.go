@@ -306,18 +306,18 @@ func TestErrors(t *testing.T) {
 		}, "unbalanced"},
 		{"engine with trailing text", func() (string, error) {
 			return MV{Spec: withSpec(func(s *specs.Spec) { s.Engine = "MergeTree() SETTINGS index_granularity = 1" })}.CreateTarget(false)
-		}, "nothing after"},
+		}, "after the engine parameters"},
 		{"engine with semicolon", func() (string, error) {
 			return MV{Spec: base, TargetEngine: "MergeTree(); DROP TABLE x"}.CreateTarget(false)
 		}, "';'"},
 		{"engine empty", func() (string, error) {
 			return MV{Spec: withSpec(func(s *specs.Spec) { s.Engine = "" })}.CreateTarget(false)
 		}, "engine is empty"},
-		{"replicated Memory", func() (string, error) { return ReplicatedEngine("Memory", "/p") }, "no Replicated form"},
+		{"replicated Memory", func() (string, error) { return ReplicatedEngine("Memory", "/p") }, "not supported for a target table"},
 		{"replicated empty path", func() (string, error) { return ReplicatedEngine("MergeTree()", "") }, "empty ZooKeeper path"},
 		{"replicated hash comment", func() (string, error) { return ReplicatedEngine("MergeTree() # x", "/p") }, "comment"},
-		{"replicated empty argument", func() (string, error) { return ReplicatedEngine("ReplacingMergeTree(v,)", "/p") }, "empty argument"},
-		{"replicated no name", func() (string, error) { return ReplicatedEngine("(x)", "/p") }, "does not start with a name"},
+		{"replicated empty argument", func() (string, error) { return ReplicatedEngine("ReplacingMergeTree(v,)", "/p") }, "not a valid engine"},
+		{"replicated no name", func() (string, error) { return ReplicatedEngine("(x)", "/p") }, "not a valid engine"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -367,9 +367,7 @@ func TestParseEngine(t *testing.T) {
 		{"MergeTree", "MergeTree()"},
 		{" MergeTree ( ) ", "MergeTree()"},
 		{"SummingMergeTree((a, b))", "SummingMergeTree((a, b))"},
-		{"ReplicatedMergeTree('/a,b', '{replica}', ver)", "ReplicatedMergeTree('/a,b', '{replica}', ver)"},
-		{"GraphiteMergeTree('it''s, (odd')", "GraphiteMergeTree('it''s, (odd')"},
-		{"SummingMergeTree([a, b])", "SummingMergeTree([a, b])"},
+		{"ReplicatedReplacingMergeTree('/a,b', '{replica}', ver)", "ReplicatedReplacingMergeTree('/a,b', '{replica}', ver)"},
 	}
 	for _, c := range cases {
 		e, err := parseEngine(c.in)
@@ -381,9 +379,14 @@ func TestParseEngine(t *testing.T) {
 			t.Errorf("parseEngine(%q) = %s, want %s", c.in, e, c.want)
 		}
 	}
-	for _, in := range []string{"MergeTree() ORDER BY x", "MergeTree(a) (b)", "MergeTree(a", "1MergeTree()", "Merge Tree()"} {
-		if _, err := parseEngine(in); err == nil {
-			t.Errorf("parseEngine(%q) accepted", in)
+	for _, in := range []string{"MergeTree() ORDER BY x", "MergeTree(a) (b)", "MergeTree(a", "1MergeTree()", "Merge Tree()", "Memory", "Log", "Distributed(c, d, t)"} {
+		_, err := parseEngine(in)
+		var se *specs.Error
+		if !errors.Is(err, ErrInvalid) {
+			t.Errorf("parseEngine(%q) = %v, want ErrInvalid", in, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), "parentheses") && !errors.As(err, &se) {
+			t.Errorf("parseEngine(%q) = %v, want the specs error kept", in, err)
 		}
 	}
 }

@@ -12,8 +12,6 @@ ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/shop/category_totals', 
 ReplicatedCollapsingMergeTree('/clickhouse/tables/{shard}/shop/category_totals', '{replica}', sign)
 -- AggregatingMergeTree()
 ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/shop/category_totals', '{replica}')
--- GraphiteMergeTree('graphite_rollup')
-ReplicatedGraphiteMergeTree('/clickhouse/tables/{shard}/shop/category_totals', '{replica}', 'graphite_rollup')
 --   VersionedCollapsingMergeTree( sign ,version )  
 ReplicatedVersionedCollapsingMergeTree('/clickhouse/tables/{shard}/shop/category_totals', '{replica}', sign, version)
 -- ReplicatedSummingMergeTree('/custom/path', '{replica}')
