@@ -383,7 +383,11 @@ func (d *nodeDecoder) decodeStruct(path string, n *yaml.Node, v reflect.Value, d
 		if v.Type() == specType {
 			what = "a spec (a mapping with name, source_table, engine, ...)"
 		}
-		d.failAt(n, path, "write "+what, "must be %s, got %s", what, kindWord(n))
+		hint := "write " + what
+		if v.Type() == specType {
+			hint = "each YAML document is one spec; separate specs with ---"
+		}
+		d.failAt(n, path, hint, "must be %s, got %s", what, kindWord(n))
 		return
 	}
 	seen := map[string]*yaml.Node{}
@@ -432,6 +436,51 @@ func yamlSyntaxError(file string, err error) *Error {
 	return e
 }
 
+// maxLocateLines bounds locateSyntaxError, which parses every prefix of
+// the file.
+const maxLocateLines = 4000
+
+// locateSyntaxError finds the line of a YAML syntax error. yaml.v3 often
+// reports the line where the enclosing block starts (line 1 for a bad
+// indentation on line 9), so the file's prefixes are parsed line by line
+// and the first one failing with the same message gives the line.
+func locateSyntaxError(data []byte, msg string) (line, col int, ok bool) {
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	if len(lines) > maxLocateLines {
+		return 0, 0, false
+	}
+	want := yamlMessage(msg)
+	end := 0
+	for i, l := range lines {
+		end += len(l)
+		if err := parseYAMLStream(data[:end]); err != nil && yamlMessage(err.Error()) == want {
+			text := strings.TrimRight(string(l), "\r\n")
+			return i + 1, len(text) - len(strings.TrimLeft(text, " \t")) + 1, true
+		}
+	}
+	return 0, 0, false
+}
+
+func yamlMessage(msg string) string {
+	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+		return m[2]
+	}
+	return strings.TrimPrefix(msg, "yaml: ")
+}
+
+func parseYAMLStream(data []byte) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var n yaml.Node
+		if err := dec.Decode(&n); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
 // decodeYAML decodes every document of a YAML stream. It stops at the
 // first syntax error, after which yaml.v3 cannot resynchronise.
 func decodeYAML(file string, data []byte) ([]*Spec, Errors) {
@@ -445,7 +494,11 @@ func decodeYAML(file string, data []byte) ([]*Spec, Errors) {
 			break
 		}
 		if err != nil {
-			errs = append(errs, yamlSyntaxError(file, err))
+			e := yamlSyntaxError(file, err)
+			if line, col, ok := locateSyntaxError(data, err.Error()); ok {
+				e.Line, e.Column = line, col
+			}
+			errs = append(errs, e)
 			break
 		}
 		if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {

@@ -127,12 +127,16 @@ func parseEngine(s string) (Engine, []engineParamRef, error) {
 	base := params
 	if e.Replicated {
 		if len(params) < 2 || params[0].kind != tokString || params[1].kind != tokString {
-			return Engine{}, nil, lx.errAt(nx.off, fmt.Sprintf("write %s('/clickhouse/tables/{shard}/<table>', '{replica}'%s)", e.Name, placeholderParams(e.Base())),
+			return Engine{}, nil, lx.errAt(t.off, fmt.Sprintf("write %s('/clickhouse/tables/{shard}/<table>', '{replica}'%s)", e.Name, placeholderParams(e.Base())),
 				"%s needs the ZooKeeper path and the replica name as its first two parameters", e.Name)
 		}
 		base = params[2:]
 	}
-	refs, err := checkEngineParams(lx, e, base, nx.off)
+	at := nx.off // the '(' of the parameters, or the name when there are none
+	if nx.kind == tokEOF {
+		at = t.off
+	}
+	refs, err := checkEngineParams(lx, e, base, at)
 	if err != nil {
 		return Engine{}, nil, err
 	}
@@ -157,8 +161,11 @@ func checkEngineParams(lx *lexer, e Engine, params []engineParam, off int) ([]en
 	var refs []engineParamRef
 	names := func(lo, hi int, tupleOK bool, usage string) error {
 		if len(params) < lo || len(params) > hi {
-			return lx.errAt(off, "write "+usage+"; order_by and partition_by are fields of their own",
-				"%s takes %s", e.Base(), countWords(lo, hi))
+			hint := "write " + usage
+			if len(params) > hi {
+				hint += "; sorting and partitioning go in order_by and partition_by"
+			}
+			return lx.errAt(off, hint, "%s takes %s", e.Base(), countWords(lo, hi))
 		}
 		for _, p := range params {
 			if p.kind != tokIdent && !(tupleOK && p.tuple) {

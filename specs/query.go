@@ -37,6 +37,7 @@ type queryProblem struct {
 type selectInfo struct {
 	stmt    *parser.SelectQuery
 	outputs []outputColumn
+	unnamed int // outputs without a usable name (reported)
 }
 
 type outputColumn struct {
@@ -250,18 +251,30 @@ func checkSelect(q, keyColumn string) (*selectInfo, []queryProblem) {
 		probs = append(probs, queryProblem{i, "text containing " + reservedPrefix + " is reserved for shirath's internal names",
 			"write " + SourcePlaceholder + " for the source table, and rename anything else that contains " + reservedPrefix})
 	}
-	hasPlaceholder := strings.Contains(q, SourcePlaceholder)
-	if !hasPlaceholder {
-		probs = append(probs, queryProblem{-1, "does not contain the " + SourcePlaceholder + " placeholder",
-			"write FROM " + SourcePlaceholder + " instead of the table name, so that the source is quoted and qualified in one place"})
-	}
 	if strings.TrimSpace(q) == "" {
 		return nil, []queryProblem{{-1, "is empty", "write SELECT ... FROM " + SourcePlaceholder + " ..."}}
+	}
+	// A missing placeholder is reported at the table read instead, when
+	// the query parses well enough to find it.
+	missing := []queryProblem(nil)
+	if !strings.Contains(q, SourcePlaceholder) {
+		missing = append(missing, queryProblem{-1, "does not contain the " + SourcePlaceholder + " placeholder",
+			"write FROM " + SourcePlaceholder + " instead of the table name, so that the source is quoted and qualified in one place"})
 	}
 	if len(probs) > 0 {
 		// Parsing text with comments or semicolons in it would mostly
 		// repeat the problems above in the parser's words.
-		return nil, probs
+		return nil, append(probs, missing...)
+	}
+	// findWord locates a keyword the AST keeps no position for (FINAL,
+	// JOIN), for precise error positions.
+	findWord := func(word string, from int) int {
+		for _, w := range words {
+			if w.off >= from && strings.EqualFold(w.text, word) {
+				return w.off
+			}
+		}
+		return -1
 	}
 
 	text, sub := substitute(q, SourcePlaceholder, sourceSentinel)
@@ -272,12 +285,13 @@ func checkSelect(q, keyColumn string) (*selectInfo, []queryProblem) {
 		}
 		probs = append(probs, queryProblem{off, msg, hint})
 	}
+	badAt := func(off int, msg, hint string) { probs = append(probs, queryProblem{off, msg, hint}) }
 	stmts, perr := parseSQL(text)
 	if perr != nil {
 		if perr.off >= 0 {
 			perr.off = sub.orig(perr.off)
 		}
-		return nil, []queryProblem{*perr}
+		return nil, append([]queryProblem{*perr}, missing...)
 	}
 	if len(stmts) == 0 {
 		return nil, []queryProblem{{-1, "is empty", "write SELECT ... FROM " + SourcePlaceholder + " ..."}}
@@ -294,10 +308,12 @@ func checkSelect(q, keyColumn string) (*selectInfo, []queryProblem) {
 	}
 
 	checkSelectClauses(sel, bad)
-	checkFrom(sel, hasPlaceholder, bad)
+	if !checkFrom(sel, sub, findWord, bad, badAt) {
+		probs = append(probs, missing...)
+	}
 	checkNodes(sel, keyColumn, bad)
 	info := &selectInfo{stmt: sel}
-	info.outputs = selectOutputs(sel, sub, bad)
+	info.outputs, info.unnamed = selectOutputs(sel, sub, bad)
 	if len(probs) > 0 {
 		return info, probs
 	}
@@ -357,48 +373,56 @@ func checkSelectClauses(sel *parser.SelectQuery, bad func(parser.Expr, string, s
 // checkFrom requires FROM to be the source table itself. A subquery in
 // FROM is refused because ClickHouse 18.16 ignores a WHERE inside it when
 // the query runs as an MV, and because the backfill filter must bind to
-// the outer query.
-func checkFrom(sel *parser.SelectQuery, hasPlaceholder bool, bad func(parser.Expr, string, string)) {
+// the outer query. It reports whether it found a table other than the
+// placeholder (which then says all a missing placeholder would).
+func checkFrom(sel *parser.SelectQuery, sub substitution, findWord func(string, int) int,
+	bad func(parser.Expr, string, string), badAt func(int, string, string)) (otherTable bool) {
 	if sel.From == nil {
 		bad(sel, "has no FROM clause", "write FROM "+SourcePlaceholder)
-		return
+		return false
 	}
+	from := sub.orig(int(sel.From.Pos()))
 	jt, ok := sel.From.Expr.(*parser.JoinTableExpr)
 	if !ok {
 		if _, isJoin := sel.From.Expr.(*parser.JoinExpr); isJoin {
-			bad(sel.From.Expr, "JOIN is not allowed", "an MV is triggered by inserts into one table and reads only that block; join when reading the target, or use dictGet")
+			msg, hint := "JOIN is not allowed", "an MV is triggered by inserts into one table and reads only that block; join when reading the target, or use dictGet"
+			if off := findWord("JOIN", from); off >= 0 {
+				badAt(off, msg, hint)
+			} else {
+				bad(sel.From.Expr, msg, hint)
+			}
 		} else {
 			bad(sel.From.Expr, "FROM must be "+SourcePlaceholder, "write FROM "+SourcePlaceholder)
 		}
-		return
+		return false
 	}
 	if jt.SampleRatio != nil {
 		bad(jt.SampleRatio, "SAMPLE is not allowed", "an MV must see every inserted row; remove SAMPLE")
 	}
 	if jt.HasFinal || (jt.Table != nil && jt.Table.HasFinal) {
-		bad(jt, "FINAL is not allowed", "an MV reads the inserted block, where FINAL means nothing; remove it")
+		msg, hint := "FINAL is not allowed", "an MV reads the inserted block, where FINAL means nothing; remove it"
+		if off := findWord("FINAL", from); off >= 0 {
+			badAt(off, msg, hint)
+		} else {
+			bad(jt, msg, hint)
+		}
 	}
 	if jt.Table == nil {
 		bad(jt, "FROM must be "+SourcePlaceholder, "write FROM "+SourcePlaceholder)
-		return
+		return false
 	}
-	expr := jt.Table.Expr
-	if a, ok := expr.(*parser.AliasExpr); ok {
-		expr = a.Expr
-	}
+	expr := fromTable(sel)
 	switch t := expr.(type) {
 	case *parser.TableIdentifier:
 		switch {
-		case t.Database != nil:
+		case t.Table == nil:
+			bad(t, "FROM must be "+SourcePlaceholder, "write FROM "+SourcePlaceholder)
+		case t.Database != nil && t.Table.Name == sourceSentinel:
 			bad(t, "the source table must not be qualified with a database", "write FROM "+SourcePlaceholder+" and set the database field")
-		case t.Table == nil || t.Table.Name != sourceSentinel:
-			if hasPlaceholder {
-				name := ""
-				if t.Table != nil {
-					name = t.Table.Name
-				}
-				bad(t, fmt.Sprintf("reads table %q instead of %s", name, SourcePlaceholder), "write FROM "+SourcePlaceholder)
-			}
+		case t.Table.Name != sourceSentinel:
+			bad(t, fmt.Sprintf("reads table %q instead of %s", t.String(), SourcePlaceholder),
+				"write FROM "+SourcePlaceholder+"; the spec's source_table and database say which table it is")
+			return true
 		}
 	case *parser.SubQuery, *parser.SelectQuery:
 		bad(expr, "a subquery in FROM is not allowed",
@@ -408,6 +432,7 @@ func checkFrom(sel *parser.SelectQuery, hasPlaceholder bool, bad func(parser.Exp
 	default:
 		bad(expr, "FROM must be "+SourcePlaceholder, "write FROM "+SourcePlaceholder)
 	}
+	return false
 }
 
 // checkNodes walks the whole query for what may not appear anywhere:
@@ -429,7 +454,9 @@ func checkNodes(sel *parser.SelectQuery, keyColumn string, bad func(parser.Expr,
 		bad(alias, fmt.Sprintf("alias %q shadows the backfill key column", alias.Name),
 			"the backfill filters on "+keyColumn+" > N, which would bind to this alias; choose another alias or set backfill.key_column")
 	}
-	reported := map[parser.Expr]bool{} // nodes checkFrom or an enclosing node already reported
+	// Nodes already reported by checkFrom, checkSelectClauses or an
+	// enclosing node.
+	reported := map[parser.Expr]bool{sel.UnionAll: true, sel.UnionDistinct: true, sel.Except: true}
 	if from := fromTable(sel); from != nil {
 		reported[from] = true
 		if sq, ok := from.(*parser.SubQuery); ok {
@@ -484,8 +511,7 @@ func fromTable(sel *parser.SelectQuery) parser.Expr {
 // selectOutputs names the output columns: the alias, or the column name of
 // a bare column. An expression without an alias has a name such as
 // "count()" that no target column can have, so it must be aliased.
-func selectOutputs(sel *parser.SelectQuery, sub substitution, bad func(parser.Expr, string, string)) []outputColumn {
-	var outs []outputColumn
+func selectOutputs(sel *parser.SelectQuery, sub substitution, bad func(parser.Expr, string, string)) (outs []outputColumn, unnamed int) {
 	seen := map[string]bool{}
 	for _, item := range sel.SelectItems {
 		if item == nil || item.Expr == nil {
@@ -493,6 +519,7 @@ func selectOutputs(sel *parser.SelectQuery, sub substitution, bad func(parser.Ex
 		}
 		if len(item.Modifiers) > 0 {
 			bad(item.Expr, "column modifiers (EXCEPT, REPLACE, APPLY) are not allowed", "list the output columns one by one")
+			unnamed++
 			continue
 		}
 		var name string
@@ -504,6 +531,7 @@ func selectOutputs(sel *parser.SelectQuery, sub substitution, bad func(parser.Ex
 			if id, ok := item.Expr.(*parser.Ident); ok {
 				if id.Name == "*" {
 					bad(id, "SELECT * is not allowed", "list the output columns, so that they match columns")
+					unnamed++
 					continue
 				}
 				name, at = id.Name, id
@@ -512,6 +540,7 @@ func selectOutputs(sel *parser.SelectQuery, sub substitution, bad func(parser.Ex
 		if name == "" {
 			bad(item.Expr, fmt.Sprintf("output %s has no name", item.Expr.String()),
 				"give it the name of its target column: "+item.Expr.String()+" AS <column>")
+			unnamed++
 			continue
 		}
 		if seen[name] {
@@ -521,12 +550,13 @@ func selectOutputs(sel *parser.SelectQuery, sub substitution, bad func(parser.Ex
 		seen[name] = true
 		outs = append(outs, outputColumn{name: name, off: sub.orig(int(at.Pos()))})
 	}
-	return outs
+	return outs, unnamed
 }
 
 // checkKeyExpr checks one order_by entry or the partition_by expression:
 // a single expression (a column, or functions of columns) whose every
-// identifier is a declared column. Offsets refer to expr.
+// identifier is a declared column. A nil columns skips that last check.
+// Offsets refer to expr.
 func checkKeyExpr(expr string, columns map[string]bool, columnNames []string, field string) []queryProblem {
 	if strings.TrimSpace(expr) == "" {
 		return []queryProblem{{-1, "is empty", "write a column name or an expression of columns"}}
@@ -620,7 +650,7 @@ func checkKeyExpr(expr string, columns map[string]bool, columnNames []string, fi
 				notColumn[t.Alias] = true
 			}
 		case *parser.Ident:
-			if !notColumn[t] && !columns[t.Name] {
+			if columns != nil && !notColumn[t] && !columns[t.Name] {
 				hint := "refer to columns declared under columns"
 				if s := suggest(t.Name, columnNames); s != "" {
 					hint = "did you mean " + s + "?"
@@ -631,4 +661,63 @@ func checkKeyExpr(expr string, columns map[string]bool, columnNames []string, fi
 		return true
 	})
 	return probs
+}
+
+func (s *Spec) keyColumn() string {
+	if s.Backfill.KeyColumn == "" {
+		return DefaultKeyColumn
+	}
+	return s.Backfill.KeyColumn
+}
+
+// queryErrors positions select_query problems like Validate does.
+func (s *Spec) queryErrors(probs []queryProblem) Errors {
+	v := &validator{s: s, ix: s.Origin.fields}
+	for _, p := range probs {
+		v.atOffset("select_query", s.SelectQuery, p.off, p.hint, "%s", p.msg)
+	}
+	return v.errs
+}
+
+// OutputColumns returns the names of select_query's output columns in
+// select order (the alias, or the name of a bare column). The error is an
+// Errors when the query is not valid for a view.
+func (s *Spec) OutputColumns() ([]string, error) {
+	info, probs := checkSelect(s.SelectQuery, s.keyColumn())
+	if len(probs) > 0 {
+		return nil, s.queryErrors(probs)
+	}
+	names := make([]string, len(info.outputs))
+	for i, o := range info.outputs {
+		names[i] = o.name
+	}
+	return names, nil
+}
+
+// ParsedQuery checks select_query as Validate does and returns it parsed
+// with {source_table} replaced by source, which must be a plain identifier
+// or database.table of plain identifiers (quote or qualify it in the AST
+// afterwards if needed). The AST is fresh on every call and may be
+// rewritten by the caller.
+func (s *Spec) ParsedQuery(source string) (*parser.SelectQuery, error) {
+	db, table, qualified := strings.Cut(source, ".")
+	if !qualified {
+		table = db
+	}
+	if !IsIdentifier(table) || (qualified && !IsIdentifier(db)) {
+		return nil, fmt.Errorf("specs: source %q is not a plain identifier or database.table", source)
+	}
+	if _, probs := checkSelect(s.SelectQuery, s.keyColumn()); len(probs) > 0 {
+		return nil, s.queryErrors(probs)
+	}
+	text, _ := substitute(s.SelectQuery, SourcePlaceholder, source)
+	stmts, perr := parseSQL(text)
+	if perr != nil {
+		return nil, fmt.Errorf("specs: parse select_query with source %s: %s", source, perr.msg)
+	}
+	sel, ok := stmts[0].(*parser.SelectQuery)
+	if !ok || len(stmts) != 1 {
+		return nil, fmt.Errorf("specs: select_query with source %s is not one SELECT", source)
+	}
+	return sel, nil
 }

@@ -46,6 +46,9 @@ type validator struct {
 }
 
 func (v *validator) add(line, col int, field, hint, format string, args ...any) {
+	if v.ix.broken(field) {
+		return // the decoder already reported this field; its value is a zero stand-in
+	}
 	if line == 0 {
 		line = v.s.Origin.Line
 	}
@@ -75,7 +78,12 @@ func (s *Spec) Validate() Errors {
 	}
 	v.required()
 	v.names()
-	cols := v.columns()
+	cols, complete := v.columns()
+	if !complete {
+		// References to columns cannot be checked against a broken or
+		// missing column list without reporting every one of them again.
+		cols = nil
+	}
 	v.engine(cols)
 	v.keys(cols)
 	v.query(cols)
@@ -99,7 +107,7 @@ func (v *validator) required() {
 		{"select_query", "e.g. select_query: SELECT category, count() AS cnt FROM {source_table} GROUP BY category", strings.TrimSpace(s.SelectQuery) == ""},
 	} {
 		if f.missing && !v.ix.broken(f.field) {
-			v.at(f.field, f.hint, "is required")
+			v.at(f.field, f.hint, "missing required field")
 		}
 	}
 }
@@ -167,19 +175,25 @@ func (v *validator) names() {
 	}
 }
 
-// columns checks names and types, and returns the set of declared names.
-func (v *validator) columns() map[string]bool {
+// columns checks names and types, and returns the set of declared names
+// and whether every column has a valid name.
+func (v *validator) columns() (map[string]bool, bool) {
 	cols := map[string]bool{}
+	complete := len(v.s.Columns) > 0 && !v.ix.broken("columns")
 	first := map[string]string{}
 	for i, c := range v.s.Columns {
 		base := fmt.Sprintf("columns[%d]", i)
 		if v.ix.broken(base) {
+			complete = false
 			continue
 		}
 		switch {
-		case c.Name == "" && !v.ix.broken(base+".name"):
-			v.at(base+".name", "every column needs a name and a type", "is required")
-		case v.ident(base+".name", c.Name, ""):
+		case c.Name == "":
+			complete = false
+			v.at(base+".name", "every column needs a name and a type", "missing required field")
+		case !v.ident(base+".name", c.Name, ""):
+			complete = false
+		default:
 			if prev, dup := first[c.Name]; dup {
 				v.at(base+".name", "give every column its own name", "column %q is already declared at %s", c.Name, prev)
 			} else {
@@ -191,7 +205,7 @@ func (v *validator) columns() map[string]bool {
 		switch {
 		case v.ix.broken(field):
 		case c.Type == "":
-			v.at(field, "e.g. type: UInt64", "is required")
+			v.at(field, "e.g. type: UInt64", "missing required field")
 		default:
 			if _, err := parseTypeNode(c.Type); err != nil {
 				le := asLexError(err)
@@ -199,7 +213,7 @@ func (v *validator) columns() map[string]bool {
 			}
 		}
 	}
-	return cols
+	return cols, complete
 }
 
 func (v *validator) engine(cols map[string]bool) {
@@ -214,7 +228,7 @@ func (v *validator) engine(cols map[string]bool) {
 		return
 	}
 	for _, r := range refs {
-		if !cols[r.name] && len(cols) > 0 {
+		if cols != nil && !cols[r.name] {
 			v.atOffset("engine", s.Engine, r.off, "engine parameters name columns of the target table; declare it under columns",
 				"%q is not a declared column", r.name)
 		}
@@ -260,7 +274,7 @@ func (v *validator) query(cols map[string]bool) {
 	for _, p := range probs {
 		v.atOffset("select_query", q, p.off, p.hint, "%s", p.msg)
 	}
-	if info == nil || len(s.Columns) == 0 || v.ix.broken("columns") {
+	if info == nil || cols == nil {
 		return
 	}
 	// The view inserts into the target by column name: every output must
@@ -278,8 +292,11 @@ func (v *validator) query(cols map[string]bool) {
 			v.atOffset("select_query", q, o.off, hint, "output column %q is not declared in columns", o.name)
 		}
 	}
+	if info.unnamed > 0 {
+		return // an unnamed output may well be the missing column: that error says it all
+	}
 	for i, c := range s.Columns {
-		if c.Name != "" && cols[c.Name] && !out[c.Name] {
+		if cols[c.Name] && !out[c.Name] {
 			v.at(fmt.Sprintf("columns[%d].name", i),
 				fmt.Sprintf("add an output named %s to select_query (... AS %s), or remove the column", c.Name, c.Name),
 				"column %q is not an output of select_query (outputs: %s)", c.Name, strings.Join(outNames, ", "))
