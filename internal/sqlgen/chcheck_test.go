@@ -208,7 +208,9 @@ func TestClickHouseFenceAndBackfill(t *testing.T) {
 	c.freshDB(db, "")
 	c.mustInsert(Table(db, "products"), seedRows...)
 
-	m := MV{Spec: checkSpec(db), Casts: map[string]string{"total_price": "Decimal(18, 2)"}}
+	// The cast of category shadows a GROUP BY column with its own alias,
+	// which ClickHouse must still group by correctly.
+	m := MV{Spec: checkSpec(db), Casts: map[string]string{"total_price": "Decimal(18, 2)", "category": "String"}}
 	m.Spec.SelectQuery = "SELECT category, count() AS cnt, sum(price) AS total_price FROM {source_table} WHERE price > 0 OR category = 'free' GROUP BY category"
 	c.exec(c.gen(m.CreateTarget(false)))
 	c.exec(c.gen(m.CreateTarget(false))) // IF NOT EXISTS: a retry is harmless
@@ -281,7 +283,7 @@ func TestClickHouseHostileNames(t *testing.T) {
 	s := checkSpec(db)
 	s.SourceTable = "products"
 	s.TargetTable = "tar'get`; DROP TABLE x; --"
-	s.Name = `mv\`
+	s.Name = "mv\\\nline"
 	s.DistributedTable = "dist\"x"
 	m := MV{Spec: s, Casts: map[string]string{"total_price": "Decimal(18, 2)"}}
 	c.exec(c.gen(m.CreateTarget(false)))

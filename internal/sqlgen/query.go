@@ -47,8 +47,13 @@ func (m MV) Query(r Range) (string, error) {
 		return "", err
 	}
 	addFilter(sel, m.Spec.Backfill.KeyColumn, r)
-	out := strings.ReplaceAll(sel.String(), sourceSentinel, m.table(m.Spec.SourceTable))
-	return out, nil
+	printed := sel.String()
+	// "db.{source_table}" would print as db.`db`.`source`: the placeholder
+	// already is a qualified name.
+	if strings.Contains(printed, "."+sourceSentinel) {
+		return "", fmt.Errorf("%w: select_query qualifies %s with a database; the placeholder already names one", ErrInvalid, placeholder)
+	}
+	return strings.ReplaceAll(printed, sourceSentinel, m.table(m.Spec.SourceTable)), nil
 }
 
 // parseSelect substitutes the placeholder and parses the query. It refuses
@@ -126,6 +131,14 @@ func outputName(it *chparser.SelectItem) (string, bool) {
 // applyCasts wraps each named select item in CAST(expr AS type) AS name. A
 // cast that matches no item, or more than one, is an error: the planner
 // computed it from the query's output, so a miss means the two disagree.
+//
+// ClickHouse 18.16 stores such a view with the cast in its function form and
+// the conditions fully parenthesised (seen in system.tables.create_table_query):
+//
+//	... AS SELECT category, count() AS cnt, CAST(sum(price), 'Decimal(18, 2)') AS total_price
+//	FROM db.products  WHERE ((price > 0) OR (category = 'free')) AND (id > 10) GROUP BY category
+//
+// so comparing a live view with a spec has to normalise both sides.
 func applyCasts(sel *chparser.SelectQuery, casts map[string]string) error {
 	names := make([]string, 0, len(casts))
 	for name := range casts {

@@ -250,6 +250,9 @@ func TestErrors(t *testing.T) {
 		{"sentinel in user text", func() (string, error) {
 			return queryMV("SELECT " + strings.ToUpper(sourceSentinel) + " FROM {source_table}").Query(Range{})
 		}, "must not contain"},
+		{"placeholder qualified with a database", func() (string, error) {
+			return queryMV("SELECT a FROM other.{source_table}").Query(Range{})
+		}, "qualifies"},
 		{"doubled backtick", func() (string, error) { return queryMV("SELECT `a``b` FROM {source_table}").Query(Range{}) }, "escape"},
 		{"backslash in backticks", func() (string, error) { return queryMV("SELECT `a\\`b` FROM {source_table}").Query(Range{}) }, "escape"},
 		{"unterminated string", func() (string, error) { return queryMV("SELECT 'a FROM {source_table}").Query(Range{}) }, "unterminated"},
