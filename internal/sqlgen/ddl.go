@@ -6,7 +6,7 @@ import (
 )
 
 // check refuses an MV whose defaults were not applied: an empty name would
-// quote to “ and produce SQL that fails far from the cause.
+// quote to an empty identifier and produce SQL that fails far from the cause.
 func (m MV) check() error {
 	if m.Spec == nil {
 		return fmt.Errorf("%w: no spec", ErrInvalid)

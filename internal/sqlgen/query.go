@@ -84,8 +84,8 @@ func parseSelect(query string) (*chparser.SelectQuery, error) {
 			b.WriteString(strings.ReplaceAll(seg.text, placeholder, " "+sourceSentinel+" "))
 			continue
 		case segComment:
-			// Dropped by the parser anyway; keeping '--' comments
-			// would need their newline, so drop them here.
+			// The parser drops comments too; doing it here also
+			// keeps a placeholder inside a comment from counting.
 			b.WriteByte(' ')
 			continue
 		}
