@@ -131,13 +131,22 @@ func sortedKeys(m map[string]string) []string {
 // jsonPlan is the machine-readable view: versioned, actions as strings.
 type jsonPlan struct {
 	*planner.Plan
-	Summary planner.Summary `json:"summary"`
+	Summary jsonSummary `json:"summary"`
+}
+
+// jsonSummary gives the summary the snake_case keys of the rest of the
+// document (planner.Summary has no JSON tags).
+type jsonSummary struct {
+	Create  int `json:"create"`
+	Change  int `json:"change"`
+	Destroy int `json:"destroy"`
+	Blocked int `json:"blocked"`
 }
 
 func renderJSON(w io.Writer, p *planner.Plan) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(jsonPlan{Plan: p, Summary: p.Summary()})
+	return enc.Encode(jsonPlan{Plan: p, Summary: jsonSummary(p.Summary())})
 }
 
 func renderStatus(w io.Writer, jobs []*state.Job, detail bool) {
@@ -169,7 +178,8 @@ func renderStatus(w io.Writer, jobs []*state.Job, detail bool) {
 		if len(j.Shards) == 0 {
 			continue
 		}
-		fmt.Fprintln(w)
+		// A name can match jobs in several databases: say whose shards these are.
+		fmt.Fprintf(w, "\n%s.%s shards:\n", j.Database, j.Name)
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "SHARD\tREPLICA\tSTATUS\tPROGRESS\tROWS\tLAST KEY")
 		for _, s := range j.Shards {
@@ -202,15 +212,9 @@ func (p *progress) event(ev executor.Event) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if ev.Kind == executor.EventProgress && p.tty {
-		pct := 0.0
-		if ev.Total > 0 {
-			pct = float64(ev.Processed) / float64(ev.Total) * 100
-		}
+		pct := percent(ev.Processed, ev.Total)
 		const width = 30
 		n := int(pct / 100 * width)
-		if n > width {
-			n = width
-		}
 		fmt.Fprintf(p.w, "\r%s: [%s%s] %5.1f%% %d/%d rows", ev.MV, strings.Repeat("#", n), strings.Repeat("-", width-n), pct, ev.Processed, ev.Total)
 		p.line = true
 		return
@@ -221,14 +225,19 @@ func (p *progress) event(ev executor.Event) {
 	}
 	switch ev.Kind {
 	case executor.EventProgress:
-		pct := 0.0
-		if ev.Total > 0 {
-			pct = float64(ev.Processed) / float64(ev.Total) * 100
-		}
-		fmt.Fprintf(p.w, "%s: backfill %.1f%% (%d/%d rows) shard %d %s\n", ev.MV, pct, ev.Processed, ev.Total, ev.Shard, ev.Message)
+		fmt.Fprintf(p.w, "%s: backfill %.1f%% (%d/%d rows) shard %d %s\n", ev.MV, percent(ev.Processed, ev.Total), ev.Processed, ev.Total, ev.Shard, ev.Message)
 	default:
 		fmt.Fprintf(p.w, "%s: %s\n", ev.MV, ev.Message)
 	}
+}
+
+// percent is capped at 100 as in status: the total is counted before the
+// backfill starts and can fall short of what the batches copy.
+func percent(done, total int64) float64 {
+	if total <= 0 {
+		return 0
+	}
+	return max(min(float64(done)/float64(total)*100, 100), 0)
 }
 
 func (p *progress) finish() {

@@ -1,0 +1,453 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shirath/shirath/executor"
+	"github.com/shirath/shirath/planner"
+	"github.com/shirath/shirath/specs"
+	"github.com/shirath/shirath/state"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
+
+// golden compares got with testdata/name.golden, or rewrites it with -update.
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		// %q keeps escape sequences and carriage returns visible.
+		t.Errorf("%s differs (go test -update rewrites it)\n got: %q\nwant: %q", path, got, want)
+	}
+}
+
+func i64(v int64) *int64 { return &v }
+
+// spec is a hand-made spec with defaults applied: the views never parse.
+func spec(name string, edit func(*specs.Spec)) *specs.Spec {
+	s := &specs.Spec{
+		Name:        name,
+		SourceTable: "products",
+		Database:    "shop",
+		Engine:      "SummingMergeTree()",
+		OrderBy:     []string{"category"},
+		Columns: []specs.Column{
+			{Name: "category", Type: "String"},
+			{Name: "cnt", Type: "UInt64"},
+			{Name: "total_price", Type: "Decimal(18, 2)"},
+		},
+		SelectQuery: "SELECT category, count() AS cnt, sum(price) AS total_price FROM {source_table} GROUP BY category",
+	}
+	if edit != nil {
+		edit(s)
+	}
+	s.ApplyDefaults()
+	return s
+}
+
+const fingerprint = "5f2c0c1be7a4d1f6a0e9f5d8c3b2a1908f7e6d5c4b3a29180f1e2d3c4b5a6978"
+
+// mixedPlan has one change of every applicable kind, on a cluster.
+func mixedPlan() *planner.Plan {
+	const cl = "shop_cluster"
+	return &planner.Plan{
+		FormatVersion: planner.FormatVersion,
+		Fingerprint:   fingerprint,
+		Destroy:       true,
+		Changes: []*planner.ResourceChange{
+			{
+				Database: "shop", Name: "a_totals", Action: planner.Create, Reason: "new materialized view",
+				Spec: spec("a_totals", nil), Cluster: cl,
+				TargetEngine: "ReplicatedSummingMergeTree('/clickhouse/tables/{shard}/shop/a_totals_data', '{replica}')",
+				Casts:        map[string]string{"total_price": "Decimal(18, 2)", "cnt": "UInt64"},
+				Steps: []planner.Step{
+					{Kind: planner.StepCreateTarget, Detail: "create shop.a_totals_data ON CLUSTER shop_cluster",
+						SQL: "CREATE TABLE IF NOT EXISTS `shop`.`a_totals_data` ON CLUSTER `shop_cluster` (`category` String)\nENGINE = ReplicatedSummingMergeTree('/clickhouse/tables/{shard}/shop/a_totals_data', '{replica}') ORDER BY (`category`)"},
+					{Kind: planner.StepFence, Detail: "F = max(id) of shop.products + headroom for the observed insert rate"},
+					{Kind: planner.StepCreateMV, Detail: "create shop.a_totals TO shop.a_totals_data ON CLUSTER shop_cluster with the fence id > F in its WHERE",
+						SQL: "SELECT category, count() AS cnt, CAST(sum(price) AS Decimal(18, 2)) AS total_price FROM `shop`.`products` GROUP BY category"},
+					{Kind: planner.StepCreateDistributed, Detail: "create shop.a_totals_dist ON CLUSTER shop_cluster over shop.a_totals_data"},
+					{Kind: planner.StepWait, Detail: "wait until the source passes F, then 1s"},
+					{Kind: planner.StepBackfill, Detail: "INSERT INTO shop.a_totals_data SELECT ... WHERE id > lo AND id <= hi, server side, batches of about 2s, up to F"},
+					{Kind: planner.StepOptimize, Detail: "OPTIMIZE TABLE shop.a_totals_data FINAL", SQL: "OPTIMIZE TABLE `shop`.`a_totals_data` ON CLUSTER `shop_cluster` FINAL"},
+				},
+			},
+			{
+				Database: "shop", Name: "b_repaired", Action: planner.Update, Reason: "shop.b_repaired_dist missing on ch2:9000",
+				Spec: spec("b_repaired", nil), Cluster: cl, JobID: 12,
+				Steps: []planner.Step{{Kind: planner.StepCreateDistributed, Detail: "create the Distributed table where it is missing",
+					SQL: "CREATE TABLE IF NOT EXISTS `shop`.`b_repaired_dist` AS `shop`.`b_repaired_data` ENGINE = Distributed(`shop_cluster`, `shop`, `b_repaired_data`)", Nodes: []string{"ch2:9000"}}},
+			},
+			{
+				Database: "shop", Name: "c_rebuilt", Action: planner.Replace,
+				Reason: "shop.c_rebuilt missing on ch1:9000: rows inserted meanwhile are not in the target, so it is rebuilt",
+				Spec:   spec("c_rebuilt", func(s *specs.Spec) { s.SourceTable = "orders" }), Cluster: cl, JobID: 13,
+				Steps: []planner.Step{
+					{Kind: planner.StepDrop, Detail: "drop the MV, its target and Distributed tables"},
+					{Kind: planner.StepCreateTarget, Detail: "create shop.c_rebuilt_data ON CLUSTER shop_cluster"},
+				},
+			},
+			{
+				Database: "shop", Name: "d_gone", Action: planner.Delete, Reason: "not in the specs any more", JobID: 14, Cluster: cl,
+				Steps: []planner.Step{{Kind: planner.StepDrop, Detail: "drop the MV, its target and Distributed tables, and the job"}},
+			},
+			{
+				Database: "shop", Name: "e_current", Action: planner.NoOp, Reason: "up to date",
+				Spec: spec("e_current", nil), Cluster: cl, JobID: 15,
+			},
+			{
+				Database: "shop", Name: "f_resumed", Action: planner.Update, Reason: "backfill backfilling at 400 of cutoff 1000 (400 of 1000 rows)",
+				Spec: spec("f_resumed", nil), Cluster: cl, JobID: 16,
+				Steps: []planner.Step{
+					{Kind: planner.StepResumeBackfill, Detail: "continue the backfill from the recorded progress of every shard"},
+					{Kind: planner.StepOptimize, Detail: "OPTIMIZE TABLE shop.f_resumed_data FINAL"},
+				},
+			},
+		},
+	}
+}
+
+func changePlan() *planner.Plan {
+	return &planner.Plan{
+		FormatVersion: planner.FormatVersion,
+		Fingerprint:   fingerprint,
+		Changes: []*planner.ResourceChange{{
+			Database: "shop", Name: "totals", Action: planner.Change, Reason: "the spec changed since it was applied",
+			Spec: spec("totals", nil), JobID: 3,
+			Diff: "  CREATE MATERIALIZED VIEW IF NOT EXISTS `shop`.`totals`\n" +
+				"  FROM `shop`.`products`\n" +
+				"- WHERE `id` > 1000\n" +
+				"+ WHERE (price > 0) AND `id` > 1000\n" +
+				"  GROUP BY category\n",
+			Blocked: "changing an applied MV (its query, columns, engine or options) is not supported yet: " +
+				"drop it (shirath mv drop totals, or remove the spec and apply with -destroy) and apply again to rebuild it",
+		}},
+	}
+}
+
+func blockedPlan() *planner.Plan {
+	return &planner.Plan{
+		FormatVersion: planner.FormatVersion,
+		Fingerprint:   fingerprint,
+		Changes: []*planner.ResourceChange{
+			{
+				Database: "shop", Name: "cdc_totals", Action: planner.Create, Reason: "new materialized view",
+				Spec: spec("cdc_totals", func(s *specs.Spec) { s.SourceTable = "orders_cdc" }),
+				Blocked: "source table shop.orders_cdc is a ReplacingMergeTree: it stores a new row for every update of a row (as CDC does), " +
+					"so the MV would count every update as a new row. Set allow_mutable_source: true in the spec if that is what you want",
+			},
+			{
+				Database: "shop", Name: "totals", Action: planner.NoOp, Reason: "up to date", Spec: spec("totals", nil), JobID: 3,
+			},
+		},
+	}
+}
+
+func noChangesPlan() *planner.Plan {
+	return &planner.Plan{
+		FormatVersion: planner.FormatVersion,
+		Fingerprint:   fingerprint,
+		Changes: []*planner.ResourceChange{
+			{Database: "shop", Name: "a", Action: planner.NoOp, Reason: "up to date", Spec: spec("a", nil), JobID: 1},
+			{Database: "shop", Name: "b", Action: planner.NoOp, Reason: "not in the specs; kept (plan with -destroy to drop it)", JobID: 2},
+			{Database: "shop", Name: "c", Action: planner.NoOp, Cluster: "shop_cluster", JobID: 4, Spec: spec("c", nil),
+				Reason: "up to date on the nodes that answered; not checked: ch2:9000 (dial tcp: connection refused)"},
+		},
+	}
+}
+
+var ansi = regexp.MustCompile("\x1b\\[[0-9;]*m")
+
+func TestRenderHuman(t *testing.T) {
+	tests := []struct {
+		name  string
+		plan  *planner.Plan
+		color bool // also render in colour
+	}{
+		{"mixed", mixedPlan(), true},
+		{"change", changePlan(), true},
+		{"blocked", blockedPlan(), false},
+		{"no_changes", noChangesPlan(), false},
+		{"empty", &planner.Plan{FormatVersion: planner.FormatVersion, Fingerprint: fingerprint}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var plain bytes.Buffer
+			renderHuman(&plain, tt.plan, false)
+			if ansi.Match(plain.Bytes()) {
+				t.Errorf("colour codes without colour: %q", plain.String())
+			}
+			golden(t, "human_"+tt.name, plain.Bytes())
+			if !tt.color {
+				return
+			}
+			var col bytes.Buffer
+			renderHuman(&col, tt.plan, true)
+			if !ansi.Match(col.Bytes()) {
+				t.Errorf("no colour codes with colour on")
+			}
+			// Colour decorates; it never changes the text.
+			if stripped := ansi.ReplaceAllString(col.String(), ""); stripped != plain.String() {
+				t.Errorf("colour output without its escapes differs from the plain output:\n%s\n---\n%s", stripped, plain.String())
+			}
+			golden(t, "human_"+tt.name+"_color", col.Bytes())
+		})
+	}
+}
+
+func TestRenderHumanContent(t *testing.T) {
+	// Facts the goldens hold, spelled out so that a careless -update of a
+	// golden cannot lose them.
+	var b bytes.Buffer
+	renderHuman(&b, mixedPlan(), false)
+	out := b.String()
+	for _, want := range []string{
+		"# shop.a_totals will be created\n",
+		"  + materialized view shop.a_totals <- shop.products on cluster shop_cluster\n",
+		"      + create_target: create shop.a_totals_data ON CLUSTER shop_cluster\n",
+		"          ENGINE = ReplicatedSummingMergeTree(", // a multi-line SQL keeps its indentation
+		"cast cnt to UInt64, total_price to Decimal(18, 2)\n",
+		"# shop.b_repaired will be updated\n",
+		"  -/+ materialized view shop.c_rebuilt <- shop.orders on cluster shop_cluster\n",
+		"  - materialized view shop.d_gone on cluster shop_cluster\n", // no spec: no source
+		"# shop.f_resumed will be updated\n  # (backfill backfilling at 400 of cutoff 1000 (400 of 1000 rows))\n",
+		"\nPlan: 2 to create, 2 to change, 2 to destroy.\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "e_current") {
+		t.Errorf("a no-op is shown among the changes:\n%s", out)
+	}
+	if strings.Contains(out, "cannot") {
+		t.Errorf("nothing is blocked, yet:\n%s", out)
+	}
+
+	b.Reset()
+	renderHuman(&b, blockedPlan(), false)
+	out = b.String()
+	for _, want := range []string{
+		"      ! cannot apply: source table shop.orders_cdc is a ReplacingMergeTree",
+		"Plan: 1 to create, 0 to change, 0 to destroy.\n1 change(s) cannot be applied; apply will refuse them (see '! cannot apply').\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("blocked plan output lacks %q:\n%s", want, out)
+		}
+	}
+
+	b.Reset()
+	renderHuman(&b, noChangesPlan(), false)
+	want := "No changes. The live ClickHouse objects and jobs match the specs.\n" +
+		"  shop.b: not in the specs; kept (plan with -destroy to drop it)\n" +
+		"  shop.c: up to date on the nodes that answered; not checked: ch2:9000 (dial tcp: connection refused)\n"
+	if b.String() != want {
+		t.Errorf("no changes:\n got %q\nwant %q", b.String(), want)
+	}
+}
+
+func TestRenderJSON(t *testing.T) {
+	for name, p := range map[string]*planner.Plan{"mixed": mixedPlan(), "change": changePlan(), "no_changes": noChangesPlan()} {
+		t.Run(name, func(t *testing.T) {
+			var b bytes.Buffer
+			if err := renderJSON(&b, p); err != nil {
+				t.Fatal(err)
+			}
+			golden(t, "json_"+name, b.Bytes())
+
+			var doc map[string]any
+			if err := json.Unmarshal(b.Bytes(), &doc); err != nil {
+				t.Fatalf("not JSON: %v", err)
+			}
+			if v := doc["format_version"]; v != "1.0" {
+				t.Errorf("format_version = %#v, want \"1.0\"", v)
+			}
+			if v := doc["fingerprint"]; v != fingerprint {
+				t.Errorf("fingerprint = %#v", v)
+			}
+			changes, ok := doc["resource_changes"].([]any)
+			if !ok || len(changes) != len(p.Changes) {
+				t.Fatalf("resource_changes = %#v", doc["resource_changes"])
+			}
+			for i, c := range changes {
+				a, ok := c.(map[string]any)["action"].(string)
+				if !ok || a != p.Changes[i].Action.String() {
+					t.Errorf("change %d: action %#v, want the string %q", i, c.(map[string]any)["action"], p.Changes[i].Action)
+				}
+			}
+			// The summary has the same snake_case keys as the rest of the
+			// document.
+			sum, ok := doc["summary"].(map[string]any)
+			if !ok {
+				t.Fatalf("summary = %#v", doc["summary"])
+			}
+			s := p.Summary()
+			for k, want := range map[string]int{"create": s.Create, "change": s.Change, "destroy": s.Destroy, "blocked": s.Blocked} {
+				if got, ok := sum[k].(float64); !ok || int(got) != want {
+					t.Errorf("summary[%q] = %#v, want %d (summary %v)", k, sum[k], want, sum)
+				}
+			}
+
+			// The document reads back into the plan it came from.
+			var back planner.Plan
+			if err := json.Unmarshal(b.Bytes(), &back); err != nil {
+				t.Fatal(err)
+			}
+			if len(back.Changes) != len(p.Changes) {
+				t.Fatalf("read back %d changes", len(back.Changes))
+			}
+			for i := range p.Changes {
+				if back.Changes[i].Action != p.Changes[i].Action || back.Changes[i].Address() != p.Changes[i].Address() {
+					t.Errorf("change %d read back as %s %s", i, back.Changes[i].Action, back.Changes[i].Address())
+				}
+			}
+		})
+	}
+}
+
+var when = time.Date(2024, 3, 9, 14, 5, 7, 0, time.FixedZone("CET", 3600))
+
+func statusJobs() []*state.Job {
+	return []*state.Job{
+		{
+			ID: 1, Name: "products_by_category", Database: "shop", Status: state.StatusCompleted,
+			CutoffID: i64(120000), TotalRows: 118000, ProcessedRows: 117500, UpdatedAt: when,
+		},
+		{
+			ID: 2, Name: "orders_daily", Database: "shop", Status: state.StatusBackfilling, ClusterName: "shop_cluster",
+			CutoffID: i64(5000000), LastProcessedID: i64(2500000), TotalRows: 4000000, ProcessedRows: 1234567, UpdatedAt: when.Add(90 * time.Second),
+			Shards: []state.ShardProgress{
+				{Shard: 1, Replica: "ch1:9000", Status: state.StatusCompleted, TotalRows: 2000000, ProcessedRows: 2000000, LastProcessedID: i64(5000000)},
+				{Shard: 2, Replica: "ch3:9000", Status: state.StatusBackfilling, TotalRows: 2000000, ProcessedRows: 1000, LastProcessedID: i64(1500)},
+				{Shard: 3, Status: state.StatusPending, TotalRows: 0},
+			},
+		},
+		{
+			ID: 3, Name: "returns", Database: "analytics", Status: state.StatusNeedsAttention, ClusterName: "shop_cluster",
+			ErrorMessage: "shard 2: batch (1000, 2000] was sent to ch3:9000, which does not answer: apply again once it is back",
+			UpdatedAt:    when.Add(time.Hour),
+		},
+	}
+}
+
+func TestRenderStatus(t *testing.T) {
+	tests := []struct {
+		name   string
+		jobs   []*state.Job
+		detail bool
+	}{
+		{"list", statusJobs(), false},
+		{"detail", statusJobs(), true},
+		{"empty", nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b bytes.Buffer
+			renderStatus(&b, tt.jobs, tt.detail)
+			golden(t, "status_"+tt.name, b.Bytes())
+		})
+	}
+
+	var b bytes.Buffer
+	renderStatus(&b, statusJobs(), true)
+	out := b.String()
+	for _, want := range []string{
+		"2024-03-09T13:05:07Z", // UTC whatever the zone of the job's time
+		"30.9%",                // 1234567 of 4000000
+		"(any)",                // a shard not yet given a replica
+		"\nanalytics.returns: shard 2: batch (1000, 2000]",
+		"\nshop.orders_daily shards:\nSHARD  REPLICA", // whose shards, when a name matches several jobs
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+	b.Reset()
+	renderStatus(&b, statusJobs(), false)
+	if strings.Contains(b.String(), "SHARD") || strings.Contains(b.String(), "does not answer") {
+		t.Errorf("the list shows details:\n%s", b.String())
+	}
+}
+
+func progressEvents() []executor.Event {
+	mv := "shop.orders_daily"
+	return []executor.Event{
+		{Kind: executor.EventStep, MV: mv, Step: planner.StepCreateTarget, Message: "create orders_daily_data"},
+		{Kind: executor.EventStep, MV: mv, Step: planner.StepFence, Message: "fence id > 5000 (max 4000, headroom 1000 for 333 rows/s)"},
+		{Kind: executor.EventWaiting, MV: mv, Step: planner.StepWait, Message: "source passed the fence; settling 1s"},
+		{Kind: executor.EventStep, MV: mv, Step: planner.StepBackfill, Shard: 1, Message: "backfill id <= 5000 on ch1:9000"},
+		{Kind: executor.EventProgress, MV: mv, Step: planner.StepBackfill, Shard: 1, Processed: 1000, Total: 4000, Message: "(0, 1000] 1000 rows in 12ms"},
+		{Kind: executor.EventProgress, MV: mv, Step: planner.StepBackfill, Shard: 1, Processed: 2500, Total: 4000, Message: "(1000, 2500] 1500 rows in 15ms"},
+		{Kind: executor.EventStep, MV: mv, Step: planner.StepBackfill, Shard: 2, Message: "backfill id <= 5000 on ch3:9000"},
+		{Kind: executor.EventProgress, MV: mv, Step: planner.StepBackfill, Shard: 2, Processed: 4000, Total: 4000, Message: "(2500, 5000] 1500 rows in 9ms"},
+		// More rows than counted up front: the bar stays full.
+		{Kind: executor.EventProgress, MV: mv, Step: planner.StepBackfill, Shard: 2, Processed: 4100, Total: 4000, Message: "(5000, 5100] 100 rows in 2ms"},
+		{Kind: executor.EventStep, MV: mv, Step: planner.StepOptimize, Message: "optimize orders_daily_data"},
+		{Kind: executor.EventDone, MV: mv, Message: "completed"},
+		// Nothing counted: 0%, no division by zero.
+		{Kind: executor.EventProgress, MV: "shop.empty", Step: planner.StepBackfill, Shard: 1, Message: "(0, 0] 0 rows in 1ms"},
+	}
+}
+
+func TestProgress(t *testing.T) {
+	for _, tty := range []bool{false, true} {
+		name := "progress_plain"
+		if tty {
+			name = "progress_tty"
+		}
+		t.Run(name, func(t *testing.T) {
+			var b bytes.Buffer
+			p := newProgress(&b, tty)
+			for _, ev := range progressEvents() {
+				p.event(ev)
+			}
+			p.finish()
+			p.finish() // a second finish adds nothing
+			out := b.String()
+			golden(t, name, b.Bytes())
+			// As in status, more rows than counted up front show as 100%.
+			if strings.Contains(out, "102.5%") {
+				t.Errorf("progress above 100%%: %q", out)
+			}
+			if !strings.HasSuffix(out, "\n") {
+				t.Errorf("output does not end with a newline: %q", out)
+			}
+			if tty {
+				if !strings.Contains(out, "\rshop.orders_daily: [##################------------]  62.5% 2500/4000 rows") {
+					t.Errorf("no redrawn bar at 62.5%%: %q", out)
+				}
+				if !strings.Contains(out, "100.0% 4100/4000 rows\nshop.orders_daily: optimize orders_daily_data\n") {
+					t.Errorf("a line after a bar does not start on a new line: %q", out)
+				}
+				return
+			}
+			if strings.Contains(out, "\r") {
+				t.Errorf("carriage return outside a terminal: %q", out)
+			}
+			if !strings.Contains(out, "shop.orders_daily: backfill 62.5% (2500/4000 rows) shard 1 (1000, 2500] 1500 rows in 15ms\n") {
+				t.Errorf("no plain progress line: %s", out)
+			}
+		})
+	}
+}
