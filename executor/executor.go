@@ -253,6 +253,12 @@ func (r *run) converge(ctx context.Context) error {
 			err = r.setStatus(ctx, state.StatusCompleted, "")
 		case j.Status == state.StatusBackfilling:
 			err = r.backfill(ctx)
+		case r.backfillStarted():
+			// Failed or paused during the backfill or the OPTIMIZE:
+			// resume from the recorded progress. waitSource would count
+			// again from the first key and copy the batches already done
+			// a second time.
+			err = r.setStatus(ctx, state.StatusBackfilling, "")
 		default: // waiting, failed or paused after the fence: wait for the source, then backfill
 			err = r.waitSource(ctx)
 		}
@@ -270,6 +276,22 @@ func (r *run) converge(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// backfillStarted reports whether every copy of the target has its
+// recorded progress: waitSource wrote them all, so batches may have run.
+// Shard rows are deleted only when a new fence starts over.
+func (r *run) backfillStarted() bool {
+	if len(r.job.Shards) == 0 {
+		return false
+	}
+	for _, group := range r.copies() {
+		sp := r.shardProgress(group[0].Shard, r.copyName(group))
+		if sp == nil || sp.LastProcessedID == nil {
+			return false
+		}
+	}
+	return true
 }
 
 func (r *run) newJob(ctx context.Context) error {
