@@ -135,7 +135,14 @@ type nodeDecoder struct {
 	lines []string // the source, for exact positions inside values
 	ix    *fieldIndex
 	errs  Errors
+	// visits counts decoded nodes: aliases let a small document name a
+	// large node many times, and the budget keeps that linear.
+	visits int
 }
+
+// maxVisits bounds the nodes decoded for one document, far above any
+// real spec.
+const maxVisits = 200_000
 
 func newNodeDecoder(file string, src []byte) *nodeDecoder {
 	d := &nodeDecoder{file: file, ix: &fieldIndex{pos: map[string]fieldPos{}, bad: map[string]bool{}}}
@@ -300,7 +307,21 @@ func fieldNames(t reflect.Type) (map[string]int, []string) {
 	return m, names
 }
 
+// spend counts one node against the budget and reports whether decoding
+// may go on.
+func (d *nodeDecoder) spend(n *yaml.Node, path string) bool {
+	d.visits++
+	if d.visits == maxVisits && n != nil {
+		d.failAt(n, path, "a spec needs no more than a few hundred values; check for aliases (*name) repeated many times",
+			"document is too large to decode (more than %d values)", maxVisits)
+	}
+	return d.visits < maxVisits
+}
+
 func (d *nodeDecoder) decode(path string, key, n *yaml.Node, v reflect.Value, depth int) {
+	if !d.spend(n, path) {
+		return
+	}
 	n = resolve(n)
 	if n == nil || n.Kind == yaml.AliasNode || depth > 8 {
 		if key != nil {
@@ -393,6 +414,9 @@ func (d *nodeDecoder) decodeStruct(path string, n *yaml.Node, v reflect.Value, d
 	seen := map[string]*yaml.Node{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
+		if !d.spend(k, path) {
+			return
+		}
 		if k.Kind != yaml.ScalarNode {
 			d.failAt(k, path, "field names are plain words such as name or source_table", "a field name must be a string, got %s", kindWord(k))
 			continue
@@ -436,36 +460,37 @@ func yamlSyntaxError(file string, err error) *Error {
 	return e
 }
 
-// maxLocateLines bounds locateSyntaxError, which parses every prefix of
-// the file.
-const maxLocateLines = 4000
-
 // locateSyntaxError finds the line of a YAML syntax error. yaml.v3 often
 // reports the line where the enclosing block starts (line 1 for a bad
-// indentation on line 9), so the file's prefixes are parsed line by line
-// and the first one failing with the same message gives the line.
+// indentation on line 9), so it looks for the shortest prefix of the file
+// (in whole lines) that fails with the same error: the parser reads
+// sequentially, so every prefix holding the bad line fails the same way,
+// and a binary search needs a dozen parses even for a large file.
 func locateSyntaxError(data []byte, msg string) (line, col int, ok bool) {
 	lines := bytes.SplitAfter(data, []byte("\n"))
-	if len(lines) > maxLocateLines {
+	ends := make([]int, len(lines)) // ends[i]: length of the prefix holding lines 0..i
+	n := 0
+	for i, l := range lines {
+		n += len(l)
+		ends[i] = n
+	}
+	same := func(i int) bool {
+		err := parseYAMLStream(data[:ends[i]])
+		return err != nil && err.Error() == msg
+	}
+	i, j := 0, len(lines)-1
+	if j < 0 || !same(j) {
 		return 0, 0, false
 	}
-	want := yamlMessage(msg)
-	end := 0
-	for i, l := range lines {
-		end += len(l)
-		if err := parseYAMLStream(data[:end]); err != nil && yamlMessage(err.Error()) == want {
-			text := strings.TrimRight(string(l), "\r\n")
-			return i + 1, len(text) - len(strings.TrimLeft(text, " \t")) + 1, true
+	for i < j {
+		if m := (i + j) / 2; same(m) {
+			j = m
+		} else {
+			i = m + 1
 		}
 	}
-	return 0, 0, false
-}
-
-func yamlMessage(msg string) string {
-	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
-		return m[2]
-	}
-	return strings.TrimPrefix(msg, "yaml: ")
+	text := strings.TrimRight(string(lines[i]), "\r\n")
+	return i + 1, len(text) - len(strings.TrimLeft(text, " \t")) + 1, true
 }
 
 func parseYAMLStream(data []byte) error {

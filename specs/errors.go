@@ -73,6 +73,21 @@ func (es Errors) Err() error {
 	return es
 }
 
+// maxErrors is how many problems a run reports; past that, the rest are
+// most likely consequences of the same mistake.
+const maxErrors = 100
+
+// finalize sorts the problems and caps their number.
+func (es Errors) finalize() Errors {
+	es.sort()
+	if len(es) > maxErrors {
+		more := len(es) - maxErrors
+		es = append(es[:maxErrors:maxErrors], &Error{Msg: fmt.Sprintf("%d more errors not shown", more),
+			Hint: "fix the errors above and run again"})
+	}
+	return es
+}
+
 // sort orders problems by place so that the output reads top to bottom;
 // problems without a line keep their relative order.
 func (es Errors) sort() {

@@ -62,8 +62,7 @@ func LoadPath(path string) ([]*Spec, error) {
 			Hint: "put one spec per YAML document in *.yaml or *.yml files"})
 	}
 	if len(errs) > 0 {
-		errs.sort()
-		return nil, errs
+		return nil, errs.finalize()
 	}
 	return all, nil
 }
@@ -75,8 +74,7 @@ func ParseYAML(name string, data []byte) ([]*Spec, error) {
 	specs, errs := decodeYAMLLimited(name, data)
 	errs = append(errs, finish(specs)...)
 	if len(errs) > 0 {
-		errs.sort()
-		return nil, errs
+		return nil, errs.finalize()
 	}
 	return specs, nil
 }
@@ -105,8 +103,7 @@ func ParseJSON(body []byte) (*Spec, error) {
 	s := d.decodeSpec(root)
 	errs := append(d.errs, finish([]*Spec{s})...)
 	if len(errs) > 0 {
-		errs.sort()
-		return nil, errs
+		return nil, errs.finalize()
 	}
 	return s, nil
 }
