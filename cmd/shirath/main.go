@@ -39,6 +39,8 @@ type CLI struct {
 	Validate ValidateCmd `cmd:"" help:"Validate spec files."`
 	Migrate  MigrateCmd  `cmd:"" help:"Apply the job store's migrations."`
 	Status   StatusCmd   `cmd:"" help:"Show MV jobs and their progress."`
+	Serve    ServeCmd    `cmd:"" help:"Run the reconcile loop and the REST API."`
+	MV       MVCmd       `cmd:"" name:"mv" help:"Create, list, inspect, backfill and drop MVs, directly or through a running server."`
 }
 
 // exitError carries a specific exit code (plan --detailed-exitcode).
