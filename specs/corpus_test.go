@@ -72,6 +72,8 @@ var badCorpus = []struct {
 	{"replicated_no_path", 4, 9, "engine", "\"ReplicatedSummingMergeTree\" is not a valid engine", "ReplicatedSumm"},
 	{"same_as_source", 12, 15, "target_table", "target_table \"products\" is the same table as sourc", "products"},
 	{"type_injection", 8, 18, "columns[0].type", "\"String); DROP TABLE x\" is not a ClickHouse type: ", "); DROP TABLE "},
+	{"type_nested", 10, 17, "columns[1].type", "Nested is not supported", "Nested(k String"},
+	{"type_octal", 8, 23, "columns[0].type", "number with a leading zero", "016)"},
 	{"type_unknown", 8, 11, "columns[0].type", "\"string\" is not a ClickHouse type: unknown type na", "string"},
 	{"unknown_field", 12, 1, "sourcetable", "unknown field", "sourcetable: p"},
 	{"unknown_nested_field", 13, 3, "backfill.batch_size", "unknown field", "batch_size: 10"},

@@ -52,3 +52,20 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	d.Duration = v
 	return nil
 }
+
+// MarshalYAML writes settle_delay even when it is zero: yaml.v3 would drop
+// a zero Duration under omitempty, and a left-out settle_delay reads back
+// as the 1s default, not 0s.
+func (b Backfill) MarshalYAML() (any, error) {
+	type plain Backfill // the same fields without this method
+	var n yaml.Node
+	if err := n.Encode(plain(b)); err != nil {
+		return nil, err
+	}
+	if b.SettleDelay.Duration == 0 {
+		n.Content = append(n.Content,
+			&yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: "settle_delay"},
+			&yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: "0s"})
+	}
+	return &n, nil
+}

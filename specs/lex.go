@@ -178,6 +178,10 @@ func (l *lexer) scanNumber() (token, error) {
 			l.off++
 		}
 	}
+	if l.src[l.off] == '0' && l.off+1 < len(l.src) && isDigit(l.src[l.off+1]) {
+		// ClickHouse reads 016 as octal (FixedString(016) is 14 bytes long).
+		return token{}, l.errAt(l.off, "write the number without leading zeros", "number with a leading zero")
+	}
 	digits()
 	if l.off < len(l.src) && l.src[l.off] == '.' {
 		l.off++

@@ -442,3 +442,42 @@ func TestOutputColumnsAndParsedQuery(t *testing.T) {
 		t.Error("ParsedQuery of a bad query")
 	}
 }
+
+// TestRoundTrip checks that a loaded spec written out as JSON (how the
+// server stores it) or YAML reads back as the same spec.
+func TestRoundTrip(t *testing.T) {
+	var all []*Spec
+	for _, path := range []string{"testdata/good", "../examples"} {
+		specs, err := LoadPath(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, specs...)
+	}
+	for _, s := range all {
+		doc, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := ParseJSON(doc)
+		if err != nil {
+			t.Errorf("%s: JSON %s does not parse back:\n%v", s.Name, doc, err)
+			continue
+		}
+		if Hash(back) != Hash(s) {
+			t.Errorf("%s: JSON round trip changes the hash:\n%s", s.Name, doc)
+		}
+		y, err := yaml.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ys, err := ParseYAML("roundtrip.yaml", y)
+		if err != nil {
+			t.Errorf("%s: YAML does not parse back:\n%s\n%v", s.Name, y, err)
+			continue
+		}
+		if Hash(ys[0]) != Hash(s) {
+			t.Errorf("%s: YAML round trip changes the hash:\n%s", s.Name, y)
+		}
+	}
+}

@@ -1,7 +1,9 @@
 package specs
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -249,20 +251,20 @@ func checkType(n *typeNode, depth int) error {
 			return bad("write "+n.name+" without parentheses", "%s takes no parameters", n.name)
 		}
 	case ruleDecimal:
-		if len(args) < 1 || len(args) > 2 {
-			return bad("write Decimal(P, S), e.g. Decimal(18, 2)", "Decimal needs a precision and a scale")
+		// Decimal(P) without a scale is refused: ClickHouse 18.16 does not
+		// know it.
+		if len(args) != 2 {
+			return bad("write Decimal(P, S), e.g. Decimal(18, 2) or Decimal(9, 0)", "Decimal needs a precision and a scale")
 		}
 		p, err := intArg(args[0], 1, 76, "precision")
 		if err != nil {
 			return err
 		}
-		if len(args) == 2 {
-			if _, err := intArg(args[1], 0, p, "scale"); err != nil {
-				return err
-			}
+		if _, err := intArg(args[1], 0, p, "scale"); err != nil {
+			return err
 		}
 	case ruleDecimalN:
-		maxScale := map[string]int{"Decimal32": 9, "Decimal64": 18, "Decimal128": 38, "Decimal256": 76}[n.name]
+		maxScale := decimalPrecision[n.name]
 		if len(args) != 1 {
 			return bad("write "+n.name+"(S) with the scale S", "%s needs exactly one parameter, the scale", n.name)
 		}
@@ -427,32 +429,61 @@ func describeNode(n *typeNode) string {
 	return formatTypeNode(n)
 }
 
+// decimalPrecision is the precision of the fixed-size Decimal aliases,
+// which ClickHouse prints as Decimal(P, S).
+var decimalPrecision = map[string]int{"Decimal32": 9, "Decimal64": 18, "Decimal128": 38, "Decimal256": 76}
+
+// formatTypeNode prints a checked type the way ClickHouse prints it back in
+// system.columns (checked on 18.16): ", " between arguments, Decimal64(4)
+// as Decimal(18, 4), enum values sorted by value, 0.50 as 0.5, strings
+// with backslash escapes.
 func formatTypeNode(n *typeNode) string {
 	switch n.kind {
 	case nodeNumber:
-		if v, err := strconv.ParseInt(n.text, 10, 64); err == nil {
-			return strconv.FormatInt(v, 10)
-		}
-		return n.text
+		return formatNumber(n.text)
 	case nodeString:
 		return quoteString(n.text)
 	case nodeEnum:
-		v, err := strconv.ParseInt(n.text, 10, 64)
-		if err != nil {
-			return quoteString(n.name) + " = " + n.text
-		}
-		return quoteString(n.name) + " = " + strconv.FormatInt(v, 10)
+		return quoteString(n.name) + " = " + formatNumber(n.text)
 	case nodeNamed:
 		return n.name + " " + formatTypeNode(n.elem)
 	}
 	if !n.parens {
 		return n.name
 	}
-	parts := make([]string, len(n.args))
-	for i, a := range n.args {
+	args := n.args
+	if p, ok := decimalPrecision[n.name]; ok && len(args) == 1 {
+		return "Decimal(" + strconv.Itoa(p) + ", " + formatTypeNode(args[0]) + ")"
+	}
+	if n.name == "Enum8" || n.name == "Enum16" {
+		args = slices.Clone(args)
+		slices.SortStableFunc(args, func(a, b *typeNode) int {
+			x, _ := strconv.Atoi(a.text)
+			y, _ := strconv.Atoi(b.text)
+			return cmp.Compare(x, y)
+		})
+	}
+	parts := make([]string, len(args))
+	for i, a := range args {
 		parts[i] = formatTypeNode(a)
 	}
 	return n.name + "(" + strings.Join(parts, ", ") + ")"
+}
+
+// formatNumber prints integers without sign noise ("-0" as "0") and
+// decimal fractions without trailing zeros ("0.50" as "0.5"), as
+// ClickHouse does; numbers with an exponent are kept as written.
+func formatNumber(s string) string {
+	if v, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return strconv.FormatInt(v, 10)
+	}
+	if strings.Contains(s, ".") && !strings.ContainsAny(s, "eE") {
+		s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
+		if s == "" || s == "-" || s == "-0" {
+			return "0"
+		}
+	}
+	return s
 }
 
 func typeNames() []string {

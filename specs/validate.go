@@ -207,9 +207,13 @@ func (v *validator) columns() (map[string]bool, bool) {
 		case c.Type == "":
 			v.at(field, "e.g. type: UInt64", "missing required field")
 		default:
-			if _, err := parseTypeNode(c.Type); err != nil {
+			n, err := parseTypeNode(c.Type)
+			if err != nil {
 				le := asLexError(err)
 				v.atOffset(field, c.Type, le.off, le.hint, "%q is not a ClickHouse type: %s", clip(c.Type), le.msg)
+			} else if nested := findNested(n); nested != nil {
+				v.atOffset(field, c.Type, nested.off, "declare one Array column per field instead",
+					"Nested is not supported: ClickHouse splits it into columns named %s.<field>, which no select output can match", c.Name)
 			}
 		}
 	}
@@ -334,4 +338,23 @@ func (v *validator) backfill() {
 		v.at("backfill.max_batch_rows", "leave it out for no cap, or make it at least initial_batch_rows",
 			"max_batch_rows %d is below initial_batch_rows %d", n, b.InitialBatchRows)
 	}
+}
+
+// findNested returns the first Nested type inside n, or nil.
+func findNested(n *typeNode) *typeNode {
+	if n == nil {
+		return nil
+	}
+	if n.kind == nodeName && n.name == "Nested" {
+		return n
+	}
+	if f := findNested(n.elem); f != nil {
+		return f
+	}
+	for _, a := range n.args {
+		if f := findNested(a); f != nil {
+			return f
+		}
+	}
+	return nil
 }
