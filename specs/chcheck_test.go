@@ -1,0 +1,129 @@
+//go:build chcheck
+
+// These checks compare the package's view of types and queries with a real
+// ClickHouse server, as internal/sqlgen's chcheck tests do:
+//
+//	SHIRATH_CH_ADDR=127.0.0.1:29000 go test -tags chcheck -run ClickHouse -v ./specs/
+//
+// They create and drop tables in a database of their own.
+package specs
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+const chcheckDB = "shirath_specs_chcheck"
+
+func chConnect(t *testing.T) (context.Context, driver.Conn) {
+	t.Helper()
+	addr := os.Getenv("SHIRATH_CH_ADDR")
+	if addr == "" {
+		t.Fatal("SHIRATH_CH_ADDR is not set")
+	}
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{addr}, Protocol: clickhouse.Native})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	for _, q := range []string{"DROP DATABASE IF EXISTS " + chcheckDB, "CREATE DATABASE " + chcheckDB} {
+		if err := conn.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	t.Cleanup(func() { conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+chcheckDB) })
+	return ctx, conn
+}
+
+// TestClickHouseTypeNormalisation checks that ParseType's normal form is
+// what the server prints in system.columns, so the planner can compare
+// the two as strings. The list holds types ClickHouse 18.16 knows.
+func TestClickHouseTypeNormalisation(t *testing.T) {
+	ctx, conn := chConnect(t)
+	types := []string{
+		"String", "UInt64", "Int8", "Float64", "Date", "DateTime", "UUID",
+		"Decimal(18,2)", "Decimal( 38 , 0 )", "Decimal32(2)", "Decimal64(4)", "Decimal128(3)",
+		"DateTime('UTC')", "DateTime('Europe/Paris')", "FixedString(16)",
+		"Enum8('a'=1,'b' = -2)", "Enum8('x' = 5, 'y' = 1, 'z' = 3)", "Enum16('it''s' = 1000)",
+		"Nullable(String)", "Nullable(Decimal(18,2))", "Array(Array(UInt8))", "Array(Nullable(String))",
+		"Tuple(UInt8,String)", "Tuple(a UInt8, b Nullable(String))",
+		"AggregateFunction(uniq, UInt64)", "AggregateFunction(count)", "AggregateFunction(sum, Decimal(18,2))",
+		"AggregateFunction(quantiles(0.5,0.9), Float64)", "AggregateFunction(quantile(0.50), Float64)",
+		"AggregateFunction(argMax, String, DateTime)", "AggregateFunction(groupArray(10), UInt8)",
+		"AggregateFunction(sequenceMatch('(?1)(?2)'), DateTime, UInt8, UInt8)",
+	}
+	for i, typ := range types {
+		want, err := ParseType(typ)
+		if err != nil {
+			t.Errorf("ParseType(%q): %v", typ, err)
+			continue
+		}
+		table := fmt.Sprintf("%s.t%d", chcheckDB, i)
+		if err := conn.Exec(ctx, fmt.Sprintf("CREATE TABLE %s (c %s) ENGINE = Memory", table, typ)); err != nil {
+			t.Errorf("server refuses %q: %v", typ, err)
+			continue
+		}
+		var got string
+		row := conn.QueryRow(ctx, "SELECT type FROM system.columns WHERE database = ? AND table = ?", chcheckDB, fmt.Sprintf("t%d", i))
+		if err := row.Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("ParseType(%q) = %q, server prints %q", typ, want, got)
+		}
+	}
+}
+
+// TestClickHouseExamples runs every example's select_query over the demo's
+// products table, and creates its target table, to show the examples are
+// valid on the server.
+func TestClickHouseExamples(t *testing.T) {
+	ctx, conn := chConnect(t)
+	exec := func(q string) {
+		t.Helper()
+		if err := conn.Exec(ctx, q); err != nil {
+			t.Fatalf("%s\n-> %v", q, err)
+		}
+	}
+	exec("CREATE TABLE " + chcheckDB + ".products (id UInt64, category String, price Decimal(18,2), created_at DateTime) ENGINE = MergeTree() ORDER BY id")
+	// INSERT ... VALUES through Exec waits for data blocks on the native
+	// protocol; INSERT ... SELECT does not.
+	exec("INSERT INTO " + chcheckDB + ".products SELECT number + 1, if(number < 2, 'a', 'b'), toDecimal64(number + 1.5, 2), now() FROM system.numbers LIMIT 3")
+	specs, err := LoadPath("../examples")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range specs {
+		if s.SourceTable != "products" {
+			continue
+		}
+		sel, err := s.ParsedQuery(chcheckDB + ".products")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := conn.Query(ctx, "SELECT count() FROM ("+sel.String()+")")
+		if err != nil {
+			t.Errorf("%s: query refused: %v", s.Name, err)
+			continue
+		}
+		rows.Close()
+		var cols []string
+		for _, c := range s.Columns {
+			typ, _ := ParseType(c.Type)
+			cols = append(cols, "`"+c.Name+"` "+typ)
+		}
+		engine, _ := ParseEngine(s.Engine)
+		exec(fmt.Sprintf("CREATE TABLE %s.`%s` (%s) ENGINE = %s ORDER BY (%s)",
+			chcheckDB, s.TargetTable, strings.Join(cols, ", "), engine, strings.Join(s.OrderBy, ", ")))
+		exec(fmt.Sprintf("INSERT INTO %s.`%s` %s", chcheckDB, s.TargetTable, sel.String()))
+	}
+}
