@@ -255,7 +255,7 @@ func notFound(key string) error {
 }
 
 // view renders the MV key from a fresh read of its job and spec.
-func (s *Server) view(ctx context.Context, db, name string) (map[string]json.RawMessage, error) {
+func (s *Server) view(ctx context.Context, db, name string) (json.RawMessage, error) {
 	key := Key(db, name)
 	job, err := getJob(ctx, s.store, db, name)
 	if err != nil {
@@ -481,7 +481,8 @@ func (s *Server) backfillMV(w http.ResponseWriter, r *http.Request) error {
 	}
 	rebuild, err := BackfillRebuilds(job, req.Restart)
 	if errors.Is(err, ErrCompleted) {
-		return apiErr(http.StatusConflict, err.Error(), "POST /api/mv/"+key+"/backfill?restart=true drops the target and rebuilds it")
+		return apiErr(http.StatusConflict, "the backfill of "+key+" is already completed",
+			"POST /api/mv/"+key+"/backfill?restart=true drops the view and its tables and builds them again from the source")
 	}
 	if err != nil {
 		return err

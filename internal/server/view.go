@@ -1,8 +1,10 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sort"
 	"time"
 
@@ -18,7 +20,7 @@ import (
 // A terminal condition (invalid spec, blocked change) is also put in
 // error_message when the job has none, so that a client reading only the
 // original design's fields sees why nothing happens.
-func View(job *state.Job, d *Desired, cond *Condition) (map[string]json.RawMessage, error) {
+func View(job *state.Job, d *Desired, cond *Condition) (json.RawMessage, error) {
 	var pending bool
 	if job == nil {
 		if d == nil {
@@ -31,25 +33,23 @@ func View(job *state.Job, d *Desired, cond *Condition) (map[string]json.RawMessa
 	if err != nil {
 		return nil, err
 	}
-	v := map[string]json.RawMessage{}
-	if err := json.Unmarshal(b, &v); err != nil {
+	v, err := parseObject(b)
+	if err != nil {
 		return nil, err
 	}
 	if pending {
-		v["id"] = json.RawMessage("null")
-	}
-	set := func(k string, x any) {
-		b, err := json.Marshal(x)
-		if err == nil {
-			v[k] = b
-		}
+		v.set("id", json.RawMessage("null"))
 	}
 	var origin *string
 	if d != nil {
 		origin = &d.Origin
 	}
-	set("origin", origin)
-	set("reconcile", cond)
+	if err := v.setValue("origin", origin); err != nil {
+		return nil, err
+	}
+	if err := v.setValue("reconcile", cond); err != nil {
+		return nil, err
+	}
 	msg := ""
 	switch {
 	case d != nil && d.Err != nil:
@@ -58,9 +58,80 @@ func View(job *state.Job, d *Desired, cond *Condition) (map[string]json.RawMessa
 		msg = cond.Message
 	}
 	if msg != "" && job.ErrorMessage == "" {
-		set("error_message", msg)
+		if err := v.setValue("error_message", msg); err != nil {
+			return nil, err
+		}
 	}
-	return v, nil
+	return v.marshal(), nil
+}
+
+// object is a JSON object that keeps the order of its fields, so that the
+// API shows the job's fields in the job store's order, followed by the
+// daemon's own.
+type object []field
+
+type field struct {
+	key string
+	val json.RawMessage
+}
+
+func parseObject(b []byte) (object, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, fmt.Errorf("view: not a JSON object: %s", b)
+	}
+	var o object
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		k, ok := t.(string)
+		if !ok {
+			return nil, fmt.Errorf("view: bad key %v", t)
+		}
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, err
+		}
+		o = append(o, field{k, raw})
+	}
+	return o, nil
+}
+
+func (o *object) set(key string, val json.RawMessage) {
+	for i := range *o {
+		if (*o)[i].key == key {
+			(*o)[i].val = val
+			return
+		}
+	}
+	*o = append(*o, field{key, val})
+}
+
+func (o *object) setValue(key string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	o.set(key, b)
+	return nil
+}
+
+func (o object) marshal() json.RawMessage {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	for i, f := range o {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		k, _ := json.Marshal(f.key)
+		b.Write(k)
+		b.WriteByte(':')
+		b.Write(f.val)
+	}
+	b.WriteByte('}')
+	return b.Bytes()
 }
 
 func pendingJob(d *Desired) *state.Job {
@@ -83,10 +154,10 @@ func pendingJob(d *Desired) *state.Job {
 
 // Views renders every job and every desired spec without a job, ordered by
 // database and name.
-func Views(jobs []*state.Job, desired map[string]Desired, cond func(key string) *Condition) ([]map[string]json.RawMessage, error) {
+func Views(jobs []*state.Job, desired map[string]Desired, cond func(key string) *Condition) ([]json.RawMessage, error) {
 	type item struct {
 		key string
-		v   map[string]json.RawMessage
+		v   json.RawMessage
 	}
 	var items []item
 	seen := map[string]bool{}
@@ -120,7 +191,7 @@ func Views(jobs []*state.Job, desired map[string]Desired, cond func(key string) 
 		items = append(items, item{key, v})
 	}
 	sort.Slice(items, func(i, k int) bool { return items[i].key < items[k].key })
-	out := make([]map[string]json.RawMessage, len(items))
+	out := make([]json.RawMessage, len(items))
 	for i, it := range items {
 		out[i] = it.v
 	}
