@@ -166,20 +166,46 @@ func (s substitution) orig(off int) int {
 	return off - shift
 }
 
+// substitute replaces placeholder outside quotes only, as sqlgen does: in
+// '...' it is text, and in `...` or "..." part of a quoted name.
 func substitute(q, placeholder, with string) (string, substitution) {
 	sub := substitution{oldLen: len(placeholder), newLen: len(with)}
 	var b strings.Builder
-	for {
-		i := strings.Index(q, placeholder)
-		if i < 0 {
-			b.WriteString(q)
-			return b.String(), sub
+	for i := 0; i < len(q); {
+		switch {
+		case q[i] == '\'' || q[i] == '"' || q[i] == '`':
+			end := quotedEnd(q, i)
+			b.WriteString(q[i:end])
+			i = end
+		case strings.HasPrefix(q[i:], placeholder):
+			sub.at = append(sub.at, b.Len())
+			b.WriteString(with)
+			i += len(placeholder)
+		default:
+			b.WriteByte(q[i])
+			i++
 		}
-		b.WriteString(q[:i])
-		sub.at = append(sub.at, b.Len())
-		b.WriteString(with)
-		q = q[i+len(placeholder):]
 	}
+	return b.String(), sub
+}
+
+// quotedEnd returns the index just past the quoted literal or name that
+// starts at q[i], or len(q) when it is not closed.
+func quotedEnd(q string, i int) int {
+	c := q[i]
+	for j := i + 1; j < len(q); j++ {
+		switch q[j] {
+		case '\\':
+			j++
+		case c:
+			if j+1 < len(q) && q[j+1] == c {
+				j++
+				continue
+			}
+			return j + 1
+		}
+	}
+	return len(q)
 }
 
 var parserErrRE = regexp.MustCompile(`^line (\d+):(\d+) (.*)`)
@@ -257,7 +283,7 @@ func checkSelect(q, keyColumn string) (*selectInfo, []queryProblem) {
 	// A missing placeholder is reported at the table read instead, when
 	// the query parses well enough to find it.
 	missing := []queryProblem(nil)
-	if !strings.Contains(q, SourcePlaceholder) {
+	if _, sub := substitute(q, SourcePlaceholder, sourceSentinel); len(sub.at) == 0 {
 		missing = append(missing, queryProblem{-1, "does not contain the " + SourcePlaceholder + " placeholder",
 			"write FROM " + SourcePlaceholder + " instead of the table name, so that the source is quoted and qualified in one place"})
 	}
@@ -373,8 +399,8 @@ func checkSelectClauses(sel *parser.SelectQuery, bad func(parser.Expr, string, s
 // checkFrom requires FROM to be the source table itself. A subquery in
 // FROM is refused because ClickHouse 18.16 ignores a WHERE inside it when
 // the query runs as an MV, and because the backfill filter must bind to
-// the outer query. It reports whether it found a table other than the
-// placeholder (which then says all a missing placeholder would).
+// the outer query. It reports whether FROM reads something other than
+// the placeholder (which then says all a missing placeholder would).
 func checkFrom(sel *parser.SelectQuery, sub substitution, findWord func(string, int) int,
 	bad func(parser.Expr, string, string), badAt func(int, string, string)) (otherTable bool) {
 	if sel.From == nil {
@@ -419,6 +445,9 @@ func checkFrom(sel *parser.SelectQuery, sub substitution, findWord func(string, 
 			bad(t, "FROM must be "+SourcePlaceholder, "write FROM "+SourcePlaceholder)
 		case t.Database != nil && t.Table.Name == sourceSentinel:
 			bad(t, "the source table must not be qualified with a database", "write FROM "+SourcePlaceholder+" and set the database field")
+		case t.Table.Name == SourcePlaceholder:
+			bad(t, "the "+SourcePlaceholder+" placeholder must not be quoted", "write FROM "+SourcePlaceholder+" without quotes")
+			return true
 		case t.Table.Name != sourceSentinel:
 			bad(t, fmt.Sprintf("reads table %q instead of %s", t.String(), SourcePlaceholder),
 				"write FROM "+SourcePlaceholder+"; the spec's source_table and database say which table it is")
@@ -429,6 +458,7 @@ func checkFrom(sel *parser.SelectQuery, sub substitution, findWord func(string, 
 			"ClickHouse 18.16 ignores a WHERE inside a FROM subquery of an MV; write FROM "+SourcePlaceholder+" WHERE ... in one query")
 	case *parser.TableFunctionExpr:
 		bad(expr, fmt.Sprintf("table function %s is not allowed", t.Name), "write FROM "+SourcePlaceholder)
+		return true
 	default:
 		bad(expr, "FROM must be "+SourcePlaceholder, "write FROM "+SourcePlaceholder)
 	}
