@@ -32,9 +32,8 @@ type fieldIndex struct {
 }
 
 type fieldPos struct {
-	line, col       int // of the value
-	keyLine, keyCol int // of the key, when the field is in a mapping
-	null            bool
+	line, col int // of the value
+	null      bool
 	// lit maps byte offsets of the value to file positions when the value
 	// is written so that the mapping is exact (a one-line scalar, or a
 	// literal block); errors inside a type or a query then point at the
@@ -86,16 +85,6 @@ func (ix *fieldIndex) at(path string) (line, col int) {
 		}
 		path = parentPath(path)
 	}
-}
-
-// atKey is like at but prefers the key's position.
-func (ix *fieldIndex) atKey(path string) (line, col int) {
-	if ix != nil {
-		if p, ok := ix.pos[path]; ok && p.keyLine > 0 {
-			return p.keyLine, p.keyCol
-		}
-	}
-	return ix.at(path)
 }
 
 // atOffset returns the position of byte off of the field's value, exact
@@ -185,11 +174,8 @@ func resolve(n *yaml.Node) *yaml.Node {
 	return n
 }
 
-func (d *nodeDecoder) record(path string, key, n *yaml.Node) {
+func (d *nodeDecoder) record(path string, n *yaml.Node) {
 	p := fieldPos{line: n.Line, col: n.Column}
-	if key != nil {
-		p.keyLine, p.keyCol = key.Line, key.Column
-	}
 	p.null = n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
 	if n.Kind == yaml.ScalarNode && n.Line > 0 {
 		p.lit = d.literalLayout(n)
@@ -230,7 +216,13 @@ func (d *nodeDecoder) literalLayout(n *yaml.Node) []litLine {
 		if n.Style != 0 {
 			start, col = start+1, col+1 // past the opening quote
 		}
-		if start <= len(src) && strings.HasPrefix(src[start:], n.Value) {
+		rest := ""
+		if start <= len(src) {
+			rest = src[start:]
+		}
+		// The value must stand in the line as is, closing quote included:
+		// then no escape changed it and offsets map one to one.
+		if strings.HasPrefix(rest, n.Value) && (n.Style == 0 || strings.HasPrefix(rest[len(n.Value):], src[start-1:start])) {
 			return []litLine{{0, n.Line, col}}
 		}
 	case yaml.LiteralStyle:
@@ -329,7 +321,7 @@ func (d *nodeDecoder) decode(path string, key, n *yaml.Node, v reflect.Value, de
 		}
 		return
 	}
-	d.record(path, key, n)
+	d.record(path, n)
 	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
 		return // an empty value is the same as leaving the field out
 	}

@@ -35,7 +35,6 @@ type queryProblem struct {
 
 // selectInfo is what validation learns from a select_query.
 type selectInfo struct {
-	stmt    *parser.SelectQuery
 	outputs []outputColumn
 	unnamed int // outputs without a usable name (reported)
 }
@@ -338,7 +337,7 @@ func checkSelect(q, keyColumn string) (*selectInfo, []queryProblem) {
 		probs = append(probs, missing...)
 	}
 	checkNodes(sel, keyColumn, bad)
-	info := &selectInfo{stmt: sel}
+	info := &selectInfo{}
 	info.outputs, info.unnamed = selectOutputs(sel, sub, bad)
 	if len(probs) > 0 {
 		return info, probs
@@ -351,15 +350,11 @@ func checkSelect(q, keyColumn string) (*selectInfo, []queryProblem) {
 // the whole table.
 func checkSelectClauses(sel *parser.SelectQuery, bad func(parser.Expr, string, string)) {
 	perBlock := "an MV runs the query on each inserted block separately, so "
-	if sel.UnionAll != nil || sel.UnionDistinct != nil || sel.Except != nil {
-		var n parser.Expr = sel.UnionAll
-		if sel.UnionAll == nil {
-			n = sel.UnionDistinct
+	for _, other := range []*parser.SelectQuery{sel.UnionAll, sel.UnionDistinct, sel.Except} {
+		if other != nil {
+			bad(other, "UNION and EXCEPT are not allowed", "an MV has one SELECT over the source table; make one spec per SELECT")
+			break
 		}
-		if n == nil || reflect.ValueOf(n).IsNil() {
-			n = sel.Except
-		}
-		bad(n, "UNION and EXCEPT are not allowed", "an MV has one SELECT over the source table; make one spec per SELECT")
 	}
 	if sel.With != nil {
 		bad(sel.With, "WITH is not allowed", "write the expressions inline")

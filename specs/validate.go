@@ -112,8 +112,8 @@ func (v *validator) required() {
 	}
 }
 
-// ident checks a name; explicit says whether the user wrote it (a derived
-// target_table gets a hint about its origin instead).
+// ident checks a name. derived, when not empty, says where a defaulted
+// name came from ("{name}_data"), for the hint.
 func (v *validator) ident(field, value, derived string) bool {
 	if value == "" || v.ix.broken(field) {
 		return false
