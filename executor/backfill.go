@@ -2,6 +2,7 @@ package executor
 
 import (
 	"context"
+	"regexp"
 
 	"fmt"
 	"math"
@@ -544,7 +545,16 @@ func (r *run) runBatch(ctx context.Context, n *planner.Node, sp *state.ShardProg
 	if err := r.e.Store.BeginBatch(ctx, r.job.ID, sp.Shard, sp.Replica, lo, hi, qid+"@"+n.Addr); err != nil {
 		return err
 	}
-	settings := clickhouse.Settings{"log_queries": 1}
+	settings := clickhouse.Settings{
+		"log_queries": 1,
+		// The server touches the client's socket (progress packets, checks
+		// for a cancel) only every interactive_delay. With a huge delay it
+		// does not touch it until the INSERT has finished: if this process
+		// dies mid-batch, the batch still completes whole on the server,
+		// and only sending the final packets fails. That is what makes an
+		// interrupted batch decidable from the query log.
+		"interactive_delay": 1_000_000_000_000,
+	}
 	if tokenDedup {
 		settings["insert_deduplicate"] = 1
 		settings["insert_deduplication_token"] = r.batchToken(sp, lo, hi)
@@ -654,16 +664,16 @@ func (r *run) batchOutcome(ctx context.Context, n *planner.Node, qid string, mar
 	} else if err := n.Conn.Exec(ctx, "SYSTEM FLUSH LOGS"); err != nil {
 		return batchUnknown, "", fmt.Errorf("flush logs on %s: %w", n.Addr, err)
 	}
-	rows, err := n.Conn.Query(ctx, "SELECT toUInt8(CAST(type AS UInt8)), written_rows FROM system.query_log WHERE query_id = ?", qid)
+	rows, err := n.Conn.Query(ctx, "SELECT toUInt8(CAST(type AS UInt8)), exception FROM system.query_log WHERE query_id = ?", qid)
 	if err != nil {
 		return batchUnknown, "", fmt.Errorf("read query_log on %s: %w", n.Addr, err)
 	}
-	var started, finished, failedBefore, failedWhile bool
-	var written uint64
+	var started, finished, failedBefore bool
+	var failedWhile []string
 	for rows.Next() {
 		var typ uint8
-		var w uint64
-		if err := rows.Scan(&typ, &w); err != nil {
+		var exc string
+		if err := rows.Scan(&typ, &exc); err != nil {
 			rows.Close()
 			return batchUnknown, "", err
 		}
@@ -675,8 +685,7 @@ func (r *run) batchOutcome(ctx context.Context, n *planner.Node, qid string, mar
 		case 3:
 			failedBefore = true
 		case 4:
-			failedWhile = true
-			written += w
+			failedWhile = append(failedWhile, exc)
 		}
 	}
 	rows.Close()
@@ -685,10 +694,13 @@ func (r *run) batchOutcome(ctx context.Context, n *planner.Node, qid string, mar
 		return batchWritten, "query_log: QueryFinish", nil
 	case failedBefore:
 		return batchNotWritten, "query_log: ExceptionBeforeStart", nil
-	case failedWhile && written == 0:
-		return batchNotWritten, "query_log: exception with 0 rows written", nil
-	case failedWhile:
-		return batchUnknown, fmt.Sprintf("query_log: exception after %d rows written", written), nil
+	case len(failedWhile) > 0 && clientGone(failedWhile[0]):
+		// The batch ran with a huge interactive_delay: the server did not
+		// touch the socket before the INSERT had finished, so a network
+		// error means the client went away after the rows were written.
+		return batchWritten, "query_log: the client went away after the INSERT finished: " + clip(failedWhile[0]), nil
+	case len(failedWhile) > 0:
+		return batchUnknown, "query_log: the INSERT failed while running: " + clip(failedWhile[0]), nil
 	case started:
 		return batchUnknown, "query_log: started, never finished (server restarted?)", nil
 	}
@@ -703,4 +715,28 @@ func (r *run) batchOutcome(ctx context.Context, n *planner.Node, qid string, mar
 		return batchNotWritten, "not in query_log and the server has run since before the batch", nil
 	}
 	return batchUnknown, "not in query_log, and the server restarted after the batch started", nil
+}
+
+var exceptionCode = regexp.MustCompile(`Code: (\d+)`)
+
+// clientGone reports whether a query failed only because its client
+// connection broke: NETWORK_ERROR, SOCKET_TIMEOUT, ATTEMPT_TO_READ_AFTER_EOF,
+// CANNOT_READ_ALL_DATA, UNEXPECTED_PACKET_FROM_CLIENT.
+func clientGone(exception string) bool {
+	m := exceptionCode.FindStringSubmatch(exception)
+	if m == nil {
+		return false
+	}
+	switch m[1] {
+	case "210", "209", "32", "33", "101":
+		return true
+	}
+	return false
+}
+
+func clip(s string) string {
+	if len(s) > 200 {
+		return s[:200] + "..."
+	}
+	return s
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/alecthomas/kong"
@@ -76,6 +77,26 @@ func (a *app) connector() *planner.Connector {
 	}
 }
 
+// terraformFlags accepts Terraform's single-dash long flags (plan -out FILE,
+// -detailed-exitcode, -destroy) by turning them into kong's double-dash form.
+func terraformFlags(args []string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		out[i] = a
+		if a == "--" {
+			copy(out[i:], args[i:])
+			break
+		}
+		if len(a) > 2 && a[0] == '-' && a[1] >= 'a' && a[1] <= 'z' && a[2] != ' ' {
+			name, _, _ := strings.Cut(a[1:], "=")
+			if len(name) > 1 && strings.Trim(name, "abcdefghijklmnopqrstuvwxyz-") == "" {
+				out[i] = "-" + a
+			}
+		}
+	}
+	return out
+}
+
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
@@ -104,7 +125,7 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 				panic(r)
 			}
 		}()
-		kctx, err := parser.Parse(args)
+		kctx, err := parser.Parse(terraformFlags(args))
 		if err != nil {
 			fmt.Fprintln(stderr, "shirath:", err)
 			code = 2

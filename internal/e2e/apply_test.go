@@ -1,0 +1,316 @@
+//go:build integration
+
+package e2e
+
+import (
+	"context"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+const summingSpec = `name: by_category
+source_table: products
+engine: SummingMergeTree()
+order_by: [category]
+columns:
+  - {name: category, type: String}
+  - {name: cnt, type: UInt64}
+  - {name: total_price, type: "Decimal(18,2)"}
+select_query: "SELECT category, count() as cnt, sum(price) as total_price FROM {source_table} GROUP BY category"
+`
+
+const aggregatingSpec = `name: stats
+source_table: products
+engine: AggregatingMergeTree()
+order_by: [category]
+columns:
+  - {name: category, type: String}
+  - {name: ids, type: "AggregateFunction(uniqExact, UInt64)"}
+  - {name: total, type: "AggregateFunction(sum, Decimal(18, 2))"}
+  - {name: n, type: AggregateFunction(count)}
+select_query: |
+  SELECT category, uniqExactState(id) AS ids, sumState(price) AS total, countState() AS n
+  FROM {source_table}
+  GROUP BY category
+`
+
+// smallBatches makes a backfill of many short batches, so that a test can
+// interrupt it in the middle.
+const smallBatches = `backfill:
+  initial_batch_rows: 20000
+  max_batch_rows: 20000
+`
+
+func (f *fixture) assertSummingExact() {
+	f.t.Helper()
+	f.assertSame("SummingMergeTree target",
+		"SELECT category, sum(cnt), sum(total_price) FROM by_category_data GROUP BY category ORDER BY category",
+		"SELECT category, count(), sum(price) FROM products GROUP BY category ORDER BY category")
+}
+
+func (f *fixture) assertAggregatingExact() {
+	f.t.Helper()
+	f.assertSame("AggregatingMergeTree target",
+		"SELECT category, uniqExactMerge(ids), sumMerge(total), countMerge(n) FROM stats_data GROUP BY category ORDER BY category",
+		"SELECT category, uniqExact(id), sum(price), count() FROM products GROUP BY category ORDER BY category")
+}
+
+// job reads a job row straight from PostgreSQL.
+func (f *fixture) job(name string) (status string, processed, total int64, ok bool) {
+	f.t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, f.pg)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	err = conn.QueryRow(ctx, "SELECT status, processed_rows, total_rows FROM mv_jobs WHERE name = $1", name).Scan(&status, &processed, &total)
+	if err == pgx.ErrNoRows {
+		return "", 0, 0, false
+	}
+	if err != nil {
+		// The table does not exist before the first migration.
+		if strings.Contains(err.Error(), "does not exist") {
+			return "", 0, 0, false
+		}
+		f.t.Fatal(err)
+	}
+	return status, processed, total, true
+}
+
+// TestApplyExactUnderConcurrentWrites: a writer inserts at 2,000 rows/s or
+// more during the whole apply (fence and backfill); afterwards both targets
+// equal the aggregate recomputed from the source, exactly.
+func TestApplyExactUnderConcurrentWrites(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	const prefill = 1_000_000
+	f.createProducts(prefill)
+	f.writeSpec("by_category", summingSpec+"backfill:\n  initial_batch_rows: 100000\n  batch_duration: 300ms\n")
+	f.writeSpec("stats", aggregatingSpec+"backfill:\n  initial_batch_rows: 100000\n  batch_duration: 300ms\n")
+
+	w := f.startWriter(prefill, 200, 50*time.Millisecond)
+	r := f.mustRun("apply", "--auto-approve", f.dir)
+	time.Sleep(time.Second) // keep writing after the apply, through the MV
+	rate := w.Stop(t)
+	if rate < 2000 {
+		t.Fatalf("the writer reached only %.0f rows/s; the test needs 2,000 or more", rate)
+	}
+	t.Logf("writer: %.0f rows/s; apply output:\n%s", rate, r.stdout)
+	if !strings.Contains(r.stdout, "Apply complete!") {
+		t.Fatalf("no completion in output:\n%s", r.stdout)
+	}
+	// The fence must have been placed above the prefill: the writer was live.
+	if !strings.Contains(r.stdout, "headroom") {
+		t.Fatalf("no fence in output:\n%s", r.stdout)
+	}
+	f.assertSummingExact()
+	f.assertAggregatingExact()
+	for _, name := range []string{"by_category", "stats"} {
+		if st, p, tot, _ := f.job(name); st != "completed" || p != tot || tot < prefill {
+			t.Fatalf("job %s: status %s, %d of %d rows", name, st, p, tot)
+		}
+	}
+
+	// A plan right after a successful apply has nothing to do.
+	r = f.run("plan", "--detailed-exitcode", f.dir)
+	if r.code != 0 || !strings.Contains(r.stdout, "No changes") {
+		t.Fatalf("plan after apply: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestApplyKilledMidBackfill: apply is SIGKILLed in the middle of the
+// backfill, with a writer running; a second apply resumes from the recorded
+// progress and the result is exact.
+func TestApplyKilledMidBackfill(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	const prefill = 2_000_000
+	f.createProducts(prefill)
+	f.writeSpec("by_category", summingSpec+smallBatches)
+	w := f.startWriter(prefill, 100, 50*time.Millisecond)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	// Kill three times, at growing progress, each time in a new apply.
+	for _, frac := range []float64{0.2, 0.45, 0.7} {
+		cmd := f.command(ctx, "apply", "--auto-approve", f.dir)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(3 * time.Minute)
+		for {
+			st, processed, total, ok := f.job("by_category")
+			if ok && st == "backfilling" && total > 0 && float64(processed) >= frac*float64(total) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the backfill did not get to %.0f%%: status %q %d/%d", frac*100, st, processed, total)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		cmd.Wait()
+		st, p, tot, _ := f.job("by_category")
+		t.Logf("killed at %s %d/%d", st, p, tot)
+		if st != "backfilling" || p >= tot {
+			t.Fatalf("the kill did not land mid-backfill: %s %d/%d", st, p, tot)
+		}
+	}
+
+	r := f.mustRun("apply", "--auto-approve", f.dir)
+	t.Logf("second apply:\n%s\n%s", r.stdout, r.stderr)
+	if !strings.Contains(r.stdout, "backfill backfilling at") {
+		t.Fatalf("the second apply did not resume the backfill:\n%s", r.stdout)
+	}
+	w.Stop(t)
+	f.assertSummingExact()
+	if st, p, tot, _ := f.job("by_category"); st != "completed" || p != tot {
+		t.Fatalf("after resume: %s %d/%d", st, p, tot)
+	}
+}
+
+// TestApplyKilledDuringCreation: a kill before the fence is verified makes
+// the next apply start over, and the result is still exact.
+func TestApplyKilledDuringCreation(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.createProducts(300_000)
+	f.writeSpec("by_category", summingSpec)
+	w := f.startWriter(300_000, 100, 50*time.Millisecond)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := f.command(ctx, "apply", "--auto-approve", f.dir)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if st, _, _, ok := f.job("by_category"); ok && st == "creating" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the job never reached creating")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+
+	r := f.mustRun("apply", "--auto-approve", f.dir)
+	if !strings.Contains(r.stdout, "never verified") {
+		t.Fatalf("expected the second apply to start over:\n%s", r.stdout)
+	}
+	w.Stop(t)
+	f.assertSummingExact()
+}
+
+// TestTwoAppliesAtOnce: a second apply refuses, naming the holder of the
+// lock; a third one with --wait-lock waits for it. The result is exact.
+func TestTwoAppliesAtOnce(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.createProducts(1_000_000)
+	f.writeSpec("by_category", summingSpec+smallBatches)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	first := f.command(ctx, "apply", "--auto-approve", f.dir)
+	var firstOut strings.Builder
+	first.Stdout = &firstOut
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if st, _, _, ok := f.job("by_category"); ok && st == "backfilling" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first apply never reached the backfill")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	second := f.run("apply", "--auto-approve", f.dir)
+	if second.code != 1 || !strings.Contains(second.stderr, "is locked by apply pid") {
+		t.Fatalf("second apply: exit %d, want 1 naming the lock holder\nstdout:\n%s\nstderr:\n%s", second.code, second.stdout, second.stderr)
+	}
+	third := f.mustRun("apply", "--auto-approve", "--wait-lock", f.dir)
+	if err := first.Wait(); err != nil {
+		t.Fatalf("first apply: %v\n%s", err, firstOut.String())
+	}
+	t.Logf("third apply:\n%s", third.stdout)
+	f.assertSummingExact()
+}
+
+// TestPlanExitCodesAndSavedPlans covers --detailed-exitcode, saved plans and
+// their staleness, and confirmation without a terminal.
+func TestPlanExitCodesAndSavedPlans(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.createProducts(10_000)
+	spec := f.writeSpec("by_category", summingSpec)
+
+	r := f.run("plan", "--detailed-exitcode", spec)
+	if r.code != 2 || !strings.Contains(r.stdout, "Plan: 1 to create, 0 to change, 0 to destroy.") {
+		t.Fatalf("plan before apply: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = f.run("plan", spec)
+	if r.code != 0 {
+		t.Fatalf("plan without --detailed-exitcode: exit %d", r.code)
+	}
+	stale := f.dir + "/stale.plan"
+	f.mustRun("plan", "-out", stale, spec)
+
+	// Without a terminal and without --auto-approve, apply must not hang.
+	r = f.run("apply", spec)
+	if r.code != 1 || !strings.Contains(r.stderr, "not a terminal") {
+		t.Fatalf("apply without a terminal: exit %d\n%s", r.code, r.stderr)
+	}
+
+	fresh := f.dir + "/fresh.plan"
+	f.mustRun("plan", "-out", fresh, spec)
+	f.mustRun("apply", fresh)
+	f.assertSummingExact()
+
+	r = f.run("apply", stale)
+	if r.code != 1 || !strings.Contains(r.stderr, "saved plan is stale") {
+		t.Fatalf("stale plan: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = f.run("plan", "--detailed-exitcode", spec)
+	if r.code != 0 || !strings.Contains(r.stdout, "No changes") {
+		t.Fatalf("plan after apply: exit %d\n%s", r.code, r.stdout)
+	}
+	r = f.run("plan", "--detailed-exitcode", f.dir+"/missing.yaml")
+	if r.code != 1 {
+		t.Fatalf("plan of a missing file: exit %d, want 1", r.code)
+	}
+	r = f.run("status", "by_category")
+	if r.code != 0 || !strings.Contains(r.stdout, "completed") || !strings.Contains(r.stdout, "100.0%") {
+		t.Fatalf("status: exit %d\n%s", r.code, r.stdout)
+	}
+}
+
+// TestMutableSourceRefused: an MV over a ReplacingMergeTree source counts
+// every update as a new row; plan refuses it unless the spec opts in.
+func TestMutableSourceRefused(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.exec("CREATE TABLE %s.products (id UInt64, category String, price Decimal(18,2), created_at DateTime, version UInt64) ENGINE = ReplacingMergeTree(version) ORDER BY id", f.db)
+	f.exec("INSERT INTO %s.products SELECT number + 1, 'a', toDecimal64(1.5, 2), now(), 1 FROM numbers(10)", f.db)
+	spec := f.writeSpec("by_category", summingSpec)
+	r := f.run("apply", "--auto-approve", spec)
+	if r.code != 1 || !strings.Contains(r.stdout, "ReplacingMergeTree") || !strings.Contains(r.stdout, "allow_mutable_source") {
+		t.Fatalf("apply over a ReplacingMergeTree source: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	f.writeSpec("by_category", summingSpec+"allow_mutable_source: true\n")
+	f.mustRun("apply", "--auto-approve", spec)
+	f.assertSummingExact()
+}

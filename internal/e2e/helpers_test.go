@@ -1,0 +1,226 @@
+//go:build integration
+
+// Package e2e runs the shirath binary against the real servers of the local
+// stack: plan, apply, crashes, concurrent writers.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/shirath/shirath/internal/testenv"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "shirath-e2e")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "shirath")
+	out, err := exec.Command("go", "build", "-race", "-o", binary, "github.com/shirath/shirath/cmd/shirath").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build shirath: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// fixture is one test's isolated world: a ClickHouse database, a PostgreSQL
+// database and a spec directory.
+type fixture struct {
+	t     *testing.T
+	env   *testenv.Env
+	ch    driver.Conn
+	db    string
+	pg    string
+	dir   string
+	addr  string // ClickHouse address shirath talks to
+	extra []string
+}
+
+func newFixture(t *testing.T) *fixture {
+	env := testenv.Load(t)
+	conn, db := env.SingleDB(t)
+	return &fixture{t: t, env: env, ch: conn, db: db, pg: env.PostgresDB(t), dir: t.TempDir(), addr: env.CHAddr}
+}
+
+func (f *fixture) exec(q string, args ...any) {
+	f.t.Helper()
+	if err := f.ch.Exec(context.Background(), fmt.Sprintf(q, args...)); err != nil {
+		f.t.Fatalf("%s: %v", fmt.Sprintf(q, args...), err)
+	}
+}
+
+// createProducts makes the demo's source table, filled with n rows server side.
+func (f *fixture) createProducts(n int) {
+	f.exec("CREATE TABLE %s.products (id UInt64, category String, price Decimal(18,2), created_at DateTime) ENGINE = MergeTree() ORDER BY id", f.db)
+	if n > 0 {
+		f.exec("INSERT INTO %s.products SELECT number + 1, concat('cat', toString(number %% 97)), toDecimal64(number %% 1000, 2) / 10, toDateTime('2024-01-01 00:00:00') + number FROM numbers(%d)", f.db, n)
+	}
+}
+
+// writeSpec writes a spec file (the database is set to the fixture's).
+func (f *fixture) writeSpec(name, body string) string {
+	f.t.Helper()
+	p := filepath.Join(f.dir, name+".yaml")
+	if err := os.WriteFile(p, []byte("database: "+f.db+"\n"+body), 0o644); err != nil {
+		f.t.Fatal(err)
+	}
+	return p
+}
+
+type result struct {
+	code   int
+	stdout string
+	stderr string
+}
+
+func (f *fixture) command(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Env = append(os.Environ(), "SHIRATH_CH_ADDR="+f.addr, "SHIRATH_PG_URL="+f.pg, "SHIRATH_LOG_LEVEL=info")
+	cmd.Env = append(cmd.Env, f.extra...)
+	return cmd
+}
+
+// run runs shirath to the end.
+func (f *fixture) run(args ...string) result {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := f.command(ctx, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		f.t.Fatalf("run shirath %v: %v", args, err)
+	}
+	return result{code, out.String(), errb.String()}
+}
+
+func (f *fixture) mustRun(args ...string) result {
+	f.t.Helper()
+	r := f.run(args...)
+	if r.code != 0 {
+		f.t.Fatalf("shirath %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	}
+	return r
+}
+
+// writer inserts rows with growing ids into the source, at a steady rate,
+// as a CDC stream would, until stopped.
+type writer struct {
+	next    atomic.Uint64
+	rows    atomic.Uint64
+	stop    chan struct{}
+	done    sync.WaitGroup
+	errMu   sync.Mutex
+	err     error
+	started time.Time
+}
+
+// startWriter inserts `block` rows every `every` from id start+1 on.
+func (f *fixture) startWriter(start uint64, block int, every time.Duration) *writer {
+	w := &writer{stop: make(chan struct{}), started: time.Now()}
+	w.next.Store(start)
+	w.done.Add(1)
+	go func() {
+		defer w.done.Done()
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-w.stop:
+				return
+			case <-tick.C:
+			}
+			first := w.next.Add(uint64(block)) - uint64(block)
+			q := fmt.Sprintf("INSERT INTO %s.products SELECT %d + number + 1, concat('cat', toString((%d + number) %% 97)), toDecimal64((%d + number) %% 1000, 2) / 10, now() FROM numbers(%d)", f.db, first, first, first, block)
+			if err := f.ch.Exec(context.Background(), q); err != nil {
+				w.errMu.Lock()
+				w.err = err
+				w.errMu.Unlock()
+				return
+			}
+			w.rows.Add(uint64(block))
+		}
+	}()
+	return w
+}
+
+// Stop stops the writer and returns the rate it achieved.
+func (w *writer) Stop(t *testing.T) float64 {
+	close(w.stop)
+	w.done.Wait()
+	if w.err != nil {
+		t.Fatalf("writer: %v", w.err)
+	}
+	return float64(w.rows.Load()) / time.Since(w.started).Seconds()
+}
+
+// rowsOf returns a query's rows as TabSeparated lines (clickhouse-client
+// prints every type, Decimal and aggregate results included, exactly).
+func (f *fixture) rowsOf(q string) []string {
+	f.t.Helper()
+	host, port, _ := strings.Cut(f.addr, ":")
+	out, err := exec.Command("clickhouse-client", "--host", host, "--port", port, "--database", f.db, "-q", q).CombinedOutput()
+	if err != nil {
+		f.t.Fatalf("%s: %v\n%s", q, err, out)
+	}
+	text := strings.TrimRight(string(out), "\n")
+	if text == "" {
+		return nil
+	}
+	return strings.Split(text, "\n")
+}
+
+// assertSame fails when the two queries give different rows.
+func (f *fixture) assertSame(what, got, want string) {
+	f.t.Helper()
+	g, w := f.rowsOf(got), f.rowsOf(want)
+	if len(w) == 0 {
+		f.t.Fatalf("%s: the reference query returned nothing", what)
+	}
+	if strings.Join(g, "\n") != strings.Join(w, "\n") {
+		diff := 0
+		for i := range w {
+			if i >= len(g) || g[i] != w[i] {
+				diff++
+				if diff <= 5 {
+					gi := "<missing>"
+					if i < len(g) {
+						gi = g[i]
+					}
+					f.t.Errorf("%s: row %d: got %s, want %s", what, i, gi, w[i])
+				}
+			}
+		}
+		f.t.Fatalf("%s: %d of %d rows differ (got %d rows)", what, diff, len(w), len(g))
+	}
+}
+
+func (f *fixture) scalar(q string) string {
+	f.t.Helper()
+	r := f.rowsOf(q)
+	if len(r) != 1 {
+		f.t.Fatalf("%s: %d rows", q, len(r))
+	}
+	return r[0]
+}
