@@ -365,6 +365,9 @@ func checkSelectClauses(sel *parser.SelectQuery, bad func(parser.Expr, string, s
 	if sel.DistinctOn != nil {
 		bad(sel.DistinctOn, "DISTINCT ON is not allowed", perBlock+"use a ReplacingMergeTree target to keep one row per key")
 	}
+	if sel.Prewhere != nil {
+		bad(sel.Prewhere, "PREWHERE is not allowed", "ClickHouse refuses PREWHERE in a materialized view; write WHERE")
+	}
 	if sel.Window != nil {
 		bad(sel.Window, "WINDOW is not allowed", perBlock+"window functions would only see one block")
 	}
@@ -418,10 +421,10 @@ func checkFrom(sel *parser.SelectQuery, sub substitution, findWord func(string, 
 		return false
 	}
 	if jt.SampleRatio != nil {
-		bad(jt.SampleRatio, "SAMPLE is not allowed", "an MV must see every inserted row; remove SAMPLE")
+		bad(jt.SampleRatio, "SAMPLE is not allowed", "ClickHouse refuses SAMPLE in a materialized view, which must see every inserted row; remove it")
 	}
 	if jt.HasFinal || (jt.Table != nil && jt.Table.HasFinal) {
-		msg, hint := "FINAL is not allowed", "an MV reads the inserted block, where FINAL means nothing; remove it"
+		msg, hint := "FINAL is not allowed", "ClickHouse refuses FINAL in a materialized view, which reads only the inserted block; remove it"
 		if off := findWord("FINAL", from); off >= 0 {
 			badAt(off, msg, hint)
 		} else {

@@ -1,5 +1,17 @@
 // Package specs defines the materialized view spec document, loads it from
 // YAML files or JSON bodies, fills in defaults and validates it.
+//
+// Every text of a spec that reaches generated SQL is checked here first:
+// names are plain identifiers, column types and engines are parsed with
+// small grammars of their own (ParseType, ParseEngine) that admit nothing
+// but names, numbers, quoted strings and parentheses, order_by and
+// partition_by entries are single expressions over declared columns, and
+// select_query is one plain SELECT reading FROM {source_table} directly,
+// without subqueries, JOINs, table functions or clauses that make no
+// sense for a view (LIMIT, ORDER BY, HAVING, SETTINGS, FORMAT, INTO
+// OUTFILE, PREWHERE, FINAL, SAMPLE, WITH). Its outputs match the columns
+// by name. Errors carry file, line and column (field paths for JSON) and
+// a hint, and a run reports all of them at once.
 package specs
 
 import "time"
