@@ -28,7 +28,7 @@ type ServeCmd struct {
 	TokenFile    string        `name:"token-file" env:"SHIRATH_API_TOKEN_FILE" type:"existingfile" help:"File holding the API token required on every /api route."`
 	Token        string        `name:"token" env:"SHIRATH_API_TOKEN" hidden:"" help:"API token (prefer the environment variable or --token-file: a flag shows in ps)."`
 	Headroom     time.Duration `name:"fence-headroom" default:"3s" help:"Seconds of the observed insert rate the fence leaves above max(key)."`
-	SourceWait   time.Duration `name:"source-wait" default:"30s" help:"How long one reconcile waits for the source to pass the fence before looking again later."`
+	SourceWait   time.Duration `name:"source-wait" default:"15s" help:"How long one reconcile waits for the source to pass the fence before looking again later."`
 	BackoffBase  time.Duration `name:"backoff-base" default:"2s" hidden:"" help:"First retry delay of a failing MV; doubled on every failure."`
 	BackoffMax   time.Duration `name:"backoff-max" default:"5m" hidden:"" help:"Longest retry delay."`
 }

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/shirath/shirath/internal/server"
@@ -599,4 +600,62 @@ select_query: SELECT category, count() AS cnt, sum(price) AS total_price FROM {s
 			t.Errorf("metrics count no %s reconcile error:\n%s", kind, r.body)
 		}
 	}
+}
+
+// TestClusterThroughDaemon builds an MV ON CLUSTER (2 shards x 2 replicas)
+// through the API: the aggregate read through its Distributed table equals
+// the source's, and DELETE removes it from every node.
+func TestClusterThroughDaemon(t *testing.T) {
+	t.Parallel()
+	env := testenv.Load(t)
+	cl := env.ClusterDB(t)
+	ctx := ctxT(t, 5*time.Minute)
+	db := cl.DB
+	for _, q := range []string{
+		fmt.Sprintf("CREATE TABLE %s.products ON CLUSTER %s (id UInt64, category String, price Decimal(18,2), created_at DateTime) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/%s/products', '{replica}') ORDER BY id", db, cl.Name, db),
+		fmt.Sprintf("CREATE TABLE %s.products_all ON CLUSTER %s AS %s.products ENGINE = Distributed(%s, %s, products, intHash64(id))", db, cl.Name, db, cl.Name, db),
+	} {
+		if err := cl.Nodes[0].Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	const n = 300_000
+	ins := fmt.Sprintf("INSERT INTO %s.products_all SELECT number + 1, concat('cat', toString(number %% 13)), toDecimal64(number %% 100000, 2) / 100, now() FROM numbers(%d)", db, n)
+	if err := cl.Nodes[0].Exec(clickhouseSync(ctx), ins); err != nil {
+		t.Fatal(err)
+	}
+	d := servertest.Start(t, bin, servertest.Env{CHAddr: cl.Addrs[0], PGURL: env.PostgresDB(t)})
+	body := strings.Replace(designBody(db), `"source_table"`, `"cluster": "`+cl.Name+`", "source_table"`, 1)
+	if r := do(t, "POST", d.URL+"/api/mv", "", body); r.status != 201 {
+		t.Fatalf("POST: %d %s", r.status, r.body)
+	}
+	key := db + ".products_by_category"
+	mv := servertest.WaitFor(t, d.Client(""), key, 4*time.Minute, func(mv *server.MV) bool {
+		if mv.Reconcile != nil && mv.Reconcile.Terminal {
+			t.Fatalf("terminal: %+v", mv.Reconcile)
+		}
+		return mv.Status == "completed"
+	})
+	if mv.ClusterName == nil || *mv.ClusterName != cl.Name || mv.ProcessedRows != n || len(mv.Shards) != 2 {
+		t.Fatalf("cluster job: %+v", mv)
+	}
+	want := aggregate(t, cl.Nodes[0], fmt.Sprintf("SELECT category, toString(count()), toString(sum(price)) FROM %s.products_all GROUP BY category ORDER BY category", db))
+	got := aggregate(t, cl.Nodes[0], fmt.Sprintf("SELECT category, toString(sum(cnt)), toString(sum(total_price)) FROM %s.products_by_category_dist GROUP BY category ORDER BY category", db))
+	if want == "" || got != want {
+		t.Fatalf("through the Distributed table\ngot:\n%s\nwant:\n%s", got, want)
+	}
+	if r := do(t, "DELETE", d.URL+"/api/mv/"+key, "", ""); r.status != 200 {
+		t.Fatalf("DELETE: %d %s", r.status, r.body)
+	}
+	for i, node := range cl.Nodes {
+		for _, tbl := range []string{"products_by_category", "products_by_category_data", "products_by_category_dist"} {
+			if tableExists(t, node, db, tbl) {
+				t.Errorf("%s.%s still exists on %s after DELETE", db, tbl, cl.Addrs[i])
+			}
+		}
+	}
+}
+
+func clickhouseSync(ctx context.Context) context.Context {
+	return clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_distributed_sync": 1}))
 }
