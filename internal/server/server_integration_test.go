@@ -410,7 +410,7 @@ func TestSigtermResumes(t *testing.T) {
 	t.Parallel()
 	env := testenv.Load(t)
 	conn, db := env.SingleDB(t)
-	const n = 2_000_000
+	const n = 3_000_000
 	products(t, conn, db, n)
 	pg := env.PostgresDB(t)
 	denv := servertest.Env{CHAddr: env.CHAddr, PGURL: pg}
@@ -470,7 +470,7 @@ func TestFailuresStayApart(t *testing.T) {
 	t.Parallel()
 	env := testenv.Load(t)
 	conn, db := env.SingleDB(t)
-	const n = 1_000_000
+	const n = 2_000_000
 	products(t, conn, db, n)
 	dir := t.TempDir()
 	good := fmt.Sprintf(`name: from_file
