@@ -316,6 +316,9 @@ func (r *run) waitSource(ctx context.Context) error {
 		if n == nil {
 			return fmt.Errorf("shard %d: no replica answers", group[0].Shard)
 		}
+		if err := r.syncSource(ctx, n); err != nil {
+			return err
+		}
 		var count, lo int64
 		if err := n.Conn.QueryRow(ctx, q).Scan(&count, &lo); err != nil {
 			return fmt.Errorf("count the rows to backfill on %s: %w", n.Addr, err)
@@ -415,6 +418,9 @@ func (r *run) backfillCopy(ctx context.Context, n *planner.Node, sp *state.Shard
 		if err := r.resolveInflight(ctx, sp); err != nil {
 			return err
 		}
+	}
+	if err := r.syncSource(ctx, n); err != nil {
+		return err
 	}
 	sorted, sortingKey, err := r.sourceSortedByKey(ctx, n)
 	if err != nil {
@@ -739,4 +745,28 @@ func clip(s string) string {
 		return s[:200] + "..."
 	}
 	return s
+}
+
+// syncSource makes a replica of a Replicated source fetch every part its
+// replication queue knows of, so that the backfill, which reads one replica
+// per shard, sees every row up to the fence and not just the ones this
+// replica had fetched so far.
+func (r *run) syncSource(ctx context.Context, n *planner.Node) error {
+	if r.topo.Cluster == "" {
+		return nil
+	}
+	var engine string
+	if err := n.Conn.QueryRow(ctx, "SELECT engine FROM system.tables WHERE database = ? AND name = ?", r.c.Database, r.c.Spec.SourceTable).Scan(&engine); err != nil {
+		return fmt.Errorf("read the engine of %s.%s on %s: %w", r.c.Database, r.c.Spec.SourceTable, n.Addr, err)
+	}
+	if !strings.HasPrefix(engine, "Replicated") {
+		return nil
+	}
+	sctx, cancel := context.WithTimeout(ctx, r.e.Opts.InsertWaitTimeout)
+	defer cancel()
+	q := "SYSTEM SYNC REPLICA " + sqlgen.Table(r.c.Database, r.c.Spec.SourceTable)
+	if err := n.Conn.Exec(clickhouse.Context(sctx, clickhouse.WithSettings(clickhouse.Settings{"receive_timeout": int(r.e.Opts.InsertWaitTimeout.Seconds())})), q); err != nil {
+		return fmt.Errorf("%s on %s (the replica must have every row up to the fence before it is backfilled): %w", q, n.Addr, err)
+	}
+	return nil
 }

@@ -445,11 +445,39 @@ func (r *run) optimize(ctx context.Context) error {
 		if n == nil {
 			return fmt.Errorf("shard %d: no replica answers for OPTIMIZE", copyNodes[0].Shard)
 		}
-		if err := r.exec(ctx, n, q); err != nil {
+		if err := r.optimizeOn(ctx, n, q); err != nil {
 			return err
 		}
 	}
 	return r.setStatus(ctx, state.StatusCompleted, "")
+}
+
+// optimizeOn runs OPTIMIZE FINAL. ClickHouse 18.16 fails it on a Replicated
+// table with "Unknown log entry type: 0" when a partition has nothing left to
+// merge: then the parts are checked, and a table already merged down to one
+// part per partition counts as optimized.
+func (r *run) optimizeOn(ctx context.Context, n *planner.Node, q string) error {
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		if err = r.exec(ctx, n, q); err == nil || !strings.Contains(err.Error(), "Unknown log entry type") {
+			return err
+		}
+		var unmerged uint64
+		cq := "SELECT count() FROM (SELECT partition FROM system.parts WHERE database = ? AND table = ? AND active GROUP BY partition HAVING count() > 1)"
+		if qerr := n.Conn.QueryRow(ctx, cq, r.c.Database, r.c.Spec.TargetTable).Scan(&unmerged); qerr != nil {
+			return fmt.Errorf("%w (and reading system.parts failed: %v)", err, qerr)
+		}
+		if unmerged == 0 {
+			r.log().Info("OPTIMIZE FINAL had nothing left to merge", "node", n.Addr, "error", err)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+	return err
 }
 
 func firstHealthy(nodes []*planner.Node) *planner.Node {

@@ -171,6 +171,11 @@ func diffOne(c *ResourceChange, s *specs.Spec, live *Live, job *state.Job) {
 		}
 		c.Reason = "new materialized view"
 		c.Steps = createSteps(s, c.Cluster, live)
+		if down := live.Unreachable(); len(down) > 0 {
+			// Every node needs the objects and the fence must hold on every
+			// shard: a creation cannot run with a node missing.
+			c.Blocked = "nodes do not answer: " + strings.Join(down, "; ") + ": creating an MV needs every node of the cluster"
+		}
 		return
 	}
 

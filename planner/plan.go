@@ -117,6 +117,9 @@ type Plan struct {
 	Changes       []*ResourceChange `json:"resource_changes"`
 	// Destroy is true when the plan was made with deletions allowed.
 	Destroy bool `json:"destroy"`
+	// Unreachable lists the nodes that did not answer, with why: their
+	// state is unknown and the plan does not cover them.
+	Unreachable []string `json:"unreachable,omitempty"`
 }
 
 // Summary counts changes by kind.

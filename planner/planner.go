@@ -106,7 +106,12 @@ func (p *Planner) Plan(ctx context.Context, desired []*specs.Spec, destroy bool)
 	for _, c := range changes {
 		RenderSQL(c)
 	}
-	return &Plan{FormatVersion: FormatVersion, Fingerprint: Fingerprint(snap), Changes: changes, Destroy: destroy}, snap, nil
+	plan := &Plan{FormatVersion: FormatVersion, Fingerprint: Fingerprint(snap), Changes: changes, Destroy: destroy}
+	for _, live := range snap.Live {
+		plan.Unreachable = append(plan.Unreachable, live.Unreachable()...)
+	}
+	sort.Strings(plan.Unreachable)
+	return plan, snap, nil
 }
 
 // needsCasts: a resumed creation recreates the MV, so it needs the casts too.

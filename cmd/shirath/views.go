@@ -58,6 +58,9 @@ var actionVerb = map[planner.Action]string{
 // terminal.
 func renderHuman(w io.Writer, p *planner.Plan, color bool) {
 	paint := painter(color)
+	for _, u := range p.Unreachable {
+		fmt.Fprintf(w, "%s node %s did not answer: its objects were not checked\n", paint.paint(yellow, "Warning:"), u)
+	}
 	if !p.HasChanges() {
 		fmt.Fprintln(w, "No changes. The live ClickHouse objects and jobs match the specs.")
 		for _, c := range p.Changes {

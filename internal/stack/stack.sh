@@ -35,6 +35,23 @@ ZK_HOME=/usr/share/zookeeper
 log() { echo "stack: $*" >&2; }
 die() { echo "stack: error: $*" >&2; exit 1; }
 
+# spawn PIDFILE LOG CMD...: start a long-lived server in its own session, so
+# that it outlives the shell job that started it, and record its real pid.
+# setsid forks when the caller leads a process group (a shell with job
+# control), so $! would be the wrong pid: the process writes its own.
+spawn() {
+	local pidfile=$1 logfile=$2
+	shift 2
+	rm -f "$pidfile"
+	setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" >"$logfile" 2>&1 </dev/null &
+	local i
+	for i in $(seq 1 50); do
+		[[ -s $pidfile ]] && return 0
+		sleep 0.1
+	done
+	die "could not start $*"
+}
+
 alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 wait_for() { # description timeout-seconds command...
@@ -109,8 +126,7 @@ maxClientCnxns=0
 EOF
 	cp /etc/zookeeper/conf/log4j.properties "$dir/" 2>/dev/null || true
 	ZOOCFGDIR=$dir ZOO_LOG_DIR=$dir/log JVMFLAGS="-Xmx256m" \
-		setsid nohup "$ZK_HOME/bin/zkServer.sh" start-foreground "$dir/zoo.cfg" >"$dir/log/stdout" 2>&1 </dev/null &
-	echo $! >"$dir/pid"
+		spawn "$dir/pid" "$dir/log/stdout" "$ZK_HOME/bin/zkServer.sh" start-foreground "$dir/zoo.cfg"
 	wait_for ZooKeeper 60 zk_answers
 }
 zk_answers() {
@@ -219,8 +235,7 @@ ch_start() {
 	mkdir -p "$dir/data" "$dir/tmp" "$dir/log" "$dir/format_schemas"
 	users_xml >"$dir/users.xml"
 	ch_config "$dir" "${@:2}" >"$dir/config.xml"
-	(cd "$dir" && setsid nohup /usr/sbin/clickhouse-server --config-file="$dir/config.xml" >"$dir/log/stdout" 2>&1 </dev/null &
-		echo $! >"$dir/pid")
+	(cd "$dir" && spawn "$dir/pid" "$dir/log/stdout" /usr/sbin/clickhouse-server --config-file="$dir/config.xml")
 }
 
 node_start() {
