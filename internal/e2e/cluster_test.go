@@ -62,10 +62,8 @@ func (f *fixture) startDistWriter(start uint64, block int, every time.Duration) 
 			first := w.next.Add(uint64(block)) - uint64(block)
 			q := fmt.Sprintf("INSERT INTO %s.products_dist SELECT %d + number + 1, concat('cat', toString((%d + number) %% 97)), toDecimal64((%d + number) %% 1000, 2) / 10, now() FROM numbers(%d)", f.db, first, first, first, block)
 			if err := f.ch.Exec(context.Background(), q); err != nil {
-				w.errMu.Lock()
-				w.err = err
-				w.errMu.Unlock()
-				return
+				w.failed(err)
+				continue
 			}
 			w.rows.Add(uint64(block))
 		}
@@ -227,7 +225,10 @@ func TestClusterNodeStoppedDuringApply(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) || st == "completed" || st == "failed" {
-			t.Fatalf("never caught the backfill of shard 2: %s %d/%d\n%s", st, p, tot, out.String())
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("never caught the backfill of shard 2: %s %d/%d (writer: %d rows, %d failed INSERTs, first error %v)\n%s\n%s",
+				st, p, tot, w.rows.Load(), w.errs, w.err, out.String(), errb.String())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
