@@ -93,7 +93,7 @@ func TestApplyExactUnderConcurrentWrites(t *testing.T) {
 	f.writeSpec("by_category", summingSpec+"backfill:\n  initial_batch_rows: 100000\n  batch_duration: 300ms\n")
 	f.writeSpec("stats", aggregatingSpec+"backfill:\n  initial_batch_rows: 100000\n  batch_duration: 300ms\n")
 
-	w := f.startWriter(prefill, 200, 50*time.Millisecond)
+	w := f.startWriter("products", prefill, 200, 50*time.Millisecond)
 	r := f.mustRun("apply", "--auto-approve", f.dir)
 	time.Sleep(time.Second) // keep writing after the apply, through the MV
 	rate := w.Stop(t)
@@ -132,7 +132,7 @@ func TestApplyKilledMidBackfill(t *testing.T) {
 	const prefill = 2_000_000
 	f.createProducts(prefill)
 	f.writeSpec("by_category", summingSpec+smallBatches)
-	w := f.startWriter(prefill, 100, 50*time.Millisecond)
+	w := f.startWriter("products", prefill, 100, 50*time.Millisecond)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -183,7 +183,7 @@ func TestApplyKilledDuringCreation(t *testing.T) {
 	f := newFixture(t)
 	f.createProducts(300_000)
 	f.writeSpec("by_category", summingSpec)
-	w := f.startWriter(300_000, 100, 50*time.Millisecond)
+	w := f.startWriter("products", 300_000, 100, 50*time.Millisecond)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -312,5 +312,21 @@ func TestMutableSourceRefused(t *testing.T) {
 	}
 	f.writeSpec("by_category", summingSpec+"allow_mutable_source: true\n")
 	f.mustRun("apply", "--auto-approve", spec)
+	f.assertSummingExact()
+}
+
+// TestUnsortedSourceSinglePass: a source sorted by (category, id) would be
+// scanned whole by every key-range batch; the backfill takes one pass, and
+// is exact.
+func TestUnsortedSourceSinglePass(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.exec("CREATE TABLE %s.products (id UInt64, category String, price Decimal(18,2), created_at DateTime) ENGINE = MergeTree() ORDER BY (category, id)", f.db)
+	f.exec("INSERT INTO %s.products SELECT number + 1, concat('cat', toString(number %% 97)), toDecimal64(number %% 1000, 2) / 10, now() FROM numbers(500000)", f.db)
+	f.writeSpec("by_category", summingSpec+smallBatches)
+	r := f.mustRun("apply", "--auto-approve", f.dir)
+	if !strings.Contains(r.stdout, "one server-side pass") || strings.Count(r.stdout, "backfill 100.0%") != 1 || strings.Contains(r.stdout, "backfill 50") {
+		t.Fatalf("expected one pass over the unsorted source:\n%s", r.stdout)
+	}
 	f.assertSummingExact()
 }

@@ -43,34 +43,6 @@ func (f *fixture) createClusterProducts(c *testenv.Cluster, n int, replicated bo
 	}
 }
 
-// startDistWriter inserts through the Distributed table, asynchronously as
-// production does (insert_distributed_sync=0).
-func (f *fixture) startDistWriter(start uint64, block int, every time.Duration) *writer {
-	w := &writer{stop: make(chan struct{}), started: time.Now()}
-	w.next.Store(start)
-	w.done.Add(1)
-	go func() {
-		defer w.done.Done()
-		tick := time.NewTicker(every)
-		defer tick.Stop()
-		for {
-			select {
-			case <-w.stop:
-				return
-			case <-tick.C:
-			}
-			first := w.next.Add(uint64(block)) - uint64(block)
-			q := fmt.Sprintf("INSERT INTO %s.products_dist SELECT %d + number + 1, concat('cat', toString((%d + number) %% 97)), toDecimal64((%d + number) %% 1000, 2) / 10, now() FROM numbers(%d)", f.db, first, first, first, block)
-			if err := f.ch.Exec(context.Background(), q); err != nil {
-				w.failed(err)
-				continue
-			}
-			w.rows.Add(uint64(block))
-		}
-	}()
-	return w
-}
-
 // settle waits until every row reached its shard (the Distributed table
 // sends asynchronously) and every replica caught up.
 func (f *fixture) settle(c *testenv.Cluster, want uint64, tables ...string) {
@@ -116,7 +88,7 @@ func TestClusterApplyExactUnderWrites(t *testing.T) {
 	f.createClusterProducts(c, prefill, true)
 	f.writeSpec("by_category", summingSpec+"cluster: auto\nbackfill:\n  initial_batch_rows: 50000\n  batch_duration: 300ms\n")
 
-	w := f.startDistWriter(prefill, 200, 50*time.Millisecond)
+	w := f.startWriter("products_dist", prefill, 200, 50*time.Millisecond)
 	r := f.mustRun("apply", "--auto-approve", f.dir)
 	time.Sleep(time.Second)
 	rate := w.Stop(t)
@@ -208,7 +180,7 @@ func TestClusterNodeStoppedDuringApply(t *testing.T) {
 	f.writeSpec("by_category", summingSpec+"cluster: auto\nbackfill:\n  initial_batch_rows: 2000\n  max_batch_rows: 2000\n")
 
 	victim, victimAddr := "n3", c.Addrs[2] // shard 2, first replica: where shard 2's backfill runs
-	w := f.startDistWriter(prefill, 100, 50*time.Millisecond)
+	w := f.startWriter("products_dist", prefill, 100, 50*time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := f.command(ctx, "apply", "--auto-approve", f.dir)

@@ -146,8 +146,9 @@ func (w *writer) failed(err error) {
 	w.errs++
 }
 
-// startWriter inserts `block` rows every `every` from id start+1 on.
-func (f *fixture) startWriter(start uint64, block int, every time.Duration) *writer {
+// startWriter inserts `block` rows every `every` from id start+1 on, into
+// the table given (products, or products_dist on a cluster).
+func (f *fixture) startWriter(table string, start uint64, block int, every time.Duration) *writer {
 	w := &writer{stop: make(chan struct{}), started: time.Now()}
 	w.next.Store(start)
 	w.done.Add(1)
@@ -162,7 +163,7 @@ func (f *fixture) startWriter(start uint64, block int, every time.Duration) *wri
 			case <-tick.C:
 			}
 			first := w.next.Add(uint64(block)) - uint64(block)
-			q := fmt.Sprintf("INSERT INTO %s.products SELECT %d + number + 1, concat('cat', toString((%d + number) %% 97)), toDecimal64((%d + number) %% 1000, 2) / 10, now() FROM numbers(%d)", f.db, first, first, first, block)
+			q := fmt.Sprintf("INSERT INTO %s.%s SELECT %d + number + 1, concat('cat', toString((%d + number) %% 97)), toDecimal64((%d + number) %% 1000, 2) / 10, now() FROM numbers(%d)", f.db, table, first, first, first, block)
 			if err := f.ch.Exec(context.Background(), q); err != nil {
 				// The ids of a failed INSERT are skipped, as a sequence skips.
 				w.failed(err)

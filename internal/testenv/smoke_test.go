@@ -19,46 +19,66 @@ func TestSmokeCluster(t *testing.T) {
 	t.Parallel()
 	env := Load(t)
 	c := env.ClusterDB(t)
+	if err := checkCluster(c, c.Name); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSmokeDetectsBrokenCluster: the same check against a cluster name that
+// is not configured must fail, or the smoke test could never catch a broken
+// cluster.
+func TestSmokeDetectsBrokenCluster(t *testing.T) {
+	t.Parallel()
+	env := Load(t)
+	c := env.ClusterDB(t)
+	err := checkCluster(c, "no_such_cluster")
+	if err == nil {
+		t.Fatal("the cluster check passed with a wrong cluster name")
+	}
+	t.Logf("as expected: %v", err)
+}
+
+func checkCluster(c *Cluster, name string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
 	n0 := c.Nodes[0]
 	ddl := []string{
-		fmt.Sprintf("CREATE TABLE %s.events ON CLUSTER %s (id UInt64, v UInt64) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/%s/events', '{replica}') ORDER BY id", c.DB, c.Name, c.DB),
-		fmt.Sprintf("CREATE TABLE %s.events_dist ON CLUSTER %s AS %s.events ENGINE = Distributed(%s, %s, events, rand())", c.DB, c.Name, c.DB, c.Name, c.DB),
+		fmt.Sprintf("CREATE TABLE %s.events ON CLUSTER %s (id UInt64, v UInt64) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/%s/events', '{replica}') ORDER BY id", c.DB, name, c.DB),
+		fmt.Sprintf("CREATE TABLE %s.events_dist ON CLUSTER %s AS %s.events ENGINE = Distributed(%s, %s, events, rand())", c.DB, name, c.DB, name, c.DB),
 	}
 	for _, q := range ddl {
 		if err := n0.Exec(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
+			return fmt.Errorf("%s: %w", q, err)
 		}
 	}
 	const rows = 10000
 	insertCtx := clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_distributed_sync": 1}))
 	if err := n0.Exec(insertCtx, fmt.Sprintf("INSERT INTO %s.events_dist SELECT number, number FROM numbers(%d)", c.DB, rows)); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	var wantSum uint64 = rows * (rows - 1) / 2
 
 	var gotCount, gotSum uint64
 	if err := n0.QueryRow(ctx, fmt.Sprintf("SELECT count(), sum(v) FROM %s.events_dist", c.DB)).Scan(&gotCount, &gotSum); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	if gotCount != rows || gotSum != wantSum {
-		t.Fatalf("through the Distributed table: count %d sum %d, want %d and %d", gotCount, gotSum, rows, wantSum)
+		return fmt.Errorf("through the Distributed table: count %d sum %d, want %d and %d", gotCount, gotSum, rows, wantSum)
 	}
 
 	// Which node holds which shard, as the cluster itself says.
 	shardOf := map[string]uint32{}
-	r, err := n0.Query(ctx, "SELECT shard_num, host_address, port FROM system.clusters WHERE cluster = ?", c.Name)
+	r, err := n0.Query(ctx, "SELECT shard_num, host_address, port FROM system.clusters WHERE cluster = ?", name)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	for r.Next() {
 		var shard uint32
 		var host string
 		var port uint16
 		if err := r.Scan(&shard, &host, &port); err != nil {
-			t.Fatal(err)
+			return err
 		}
 		shardOf[fmt.Sprintf("%s:%d", host, port)] = shard
 	}
@@ -71,11 +91,11 @@ func TestSmokeCluster(t *testing.T) {
 		for i, node := range c.Nodes {
 			var n uint64
 			if err := node.QueryRow(ctx, fmt.Sprintf("SELECT count() FROM %s.events", c.DB)).Scan(&n); err != nil {
-				t.Fatal(err)
+				return err
 			}
 			shard, ok := shardOf[c.Addrs[i]]
 			if !ok {
-				t.Fatalf("node %s is not in cluster %s", c.Addrs[i], c.Name)
+				return fmt.Errorf("node %s is not in cluster %s", c.Addrs[i], name)
 			}
 			perShard[shard] = append(perShard[shard], n)
 		}
@@ -93,10 +113,10 @@ func TestSmokeCluster(t *testing.T) {
 			total += counts[0]
 		}
 		if ok && total == rows {
-			return
+			return nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("rows per shard and replica %v: want 2 or more shards, each non-empty, replicas equal, shard totals %d", perShard, rows)
+			return fmt.Errorf("rows per shard and replica %v: want 2 or more shards, each non-empty, replicas equal, shard totals %d", perShard, rows)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
