@@ -104,6 +104,8 @@ func Diff(in Input) []*ResourceChange {
 	return out
 }
 
+const reasonSpecChanged = "the spec changed since it was applied"
+
 func diffOne(c *ResourceChange, s *specs.Spec, live *Live, job *state.Job) {
 	db := s.Database
 	c.Action = Create
@@ -181,7 +183,7 @@ func diffOne(c *ResourceChange, s *specs.Spec, live *Live, job *state.Job) {
 
 	if job.SpecHash != specs.Hash(s) {
 		c.Action = Change
-		c.Reason = "the spec changed since it was applied"
+		c.Reason = reasonSpecChanged
 		c.Diff = specDiff(job, s, c)
 		c.Blocked = "changing an applied MV (its query, columns, engine or options) is not supported yet: " +
 			"drop it (shirath mv drop " + s.Name + ", or remove the spec and apply with -destroy) and apply again to rebuild it"
@@ -204,11 +206,25 @@ func diffOne(c *ResourceChange, s *specs.Spec, live *Live, job *state.Job) {
 			lost = append(lost, fmt.Sprintf("%s.%s missing on %s", db, o, strings.Join(m, ", ")))
 		}
 	}
-	if mv := live.Table(db, s.Name); mv != nil && job.Applied["mv"].Server != "" {
+	if len(lost) == 0 && job.Applied["mv"].Server != "" {
+		// A view that differs from what was applied may have been changed
+		// by hand, or the server may print it differently after an upgrade:
+		// a rebuild would drop the target, so it is shown, not done.
+		var differs []string
+		var live0 string
 		for _, ns := range live.Nodes {
-			if t, ok := ns.Tables[db+"."+s.Name]; ok && t.CreateQuery != job.Applied["mv"].Server {
-				lost = append(lost, fmt.Sprintf("%s.%s on %s differs from what was applied", db, s.Name, ns.Node.Addr))
+			if t, ok := ns.Tables[db+"."+s.Name]; ok && squashSpace(t.CreateQuery) != squashSpace(job.Applied["mv"].Server) {
+				differs = append(differs, ns.Node.Addr)
+				live0 = t.CreateQuery
 			}
+		}
+		if len(differs) > 0 {
+			c.Action = Change
+			c.Reason = fmt.Sprintf("%s.%s on %s differs from what shirath applied", db, s.Name, strings.Join(differs, ", "))
+			c.Diff = LineDiff(job.Applied["mv"].Server+"\n", live0+"\n")
+			c.Blocked = "the live view is not the one shirath created (changed by hand, or printed differently by an upgraded server). " +
+				"If it was changed, rebuild with `shirath mv backfill " + s.Name + " --restart`; shirath does not drop a target on its own for this"
+			return
 		}
 	}
 	if len(lost) > 0 {
@@ -300,7 +316,7 @@ func specDiff(j *state.Job, s *specs.Spec, c *ResourceChange) string {
 	if j.CutoffID != nil {
 		fence = *j.CutoffID
 	}
-	m := sqlgen.MV{Spec: s, Cluster: c.Cluster, TargetEngine: c.TargetEngine}
+	m := sqlgen.MV{Spec: s, Cluster: c.Cluster, TargetEngine: c.TargetEngine, Casts: c.Casts}
 	var cur []string
 	if q, err := m.CreateTarget(c.Cluster != ""); err == nil {
 		cur = append(cur, q)
@@ -310,6 +326,8 @@ func specDiff(j *state.Job, s *specs.Spec, c *ResourceChange) string {
 	}
 	return LineDiff(strings.Join(old, "\n")+"\n", strings.Join(cur, "\n")+"\n")
 }
+
+func squashSpace(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // LineDiff renders a line diff: "- " old lines, "+ " new lines, "  " common.
 func LineDiff(a, b string) string {

@@ -104,6 +104,13 @@ func (p *Planner) Plan(ctx context.Context, desired []*specs.Spec, destroy bool)
 		}
 	}
 	for _, c := range changes {
+		if c.Action == Change && c.Spec != nil && c.Diff != "" && c.Reason == reasonSpecChanged {
+			// The applied SQL carries the casts it was created with: the new
+			// SQL must too, or every cast shows as a false change.
+			if job := jobByID(jobs, c.JobID); job != nil && p.casts(ctx, c, snap.Live[c.Cluster]) == nil {
+				c.Diff = specDiff(job, c.Spec, c)
+			}
+		}
 		RenderSQL(c)
 	}
 	plan := &Plan{FormatVersion: FormatVersion, Fingerprint: Fingerprint(snap), Changes: changes, Destroy: destroy}
@@ -112,6 +119,15 @@ func (p *Planner) Plan(ctx context.Context, desired []*specs.Spec, destroy bool)
 	}
 	sort.Strings(plan.Unreachable)
 	return plan, snap, nil
+}
+
+func jobByID(jobs []*state.Job, id int64) *state.Job {
+	for _, j := range jobs {
+		if j.ID == id {
+			return j
+		}
+	}
+	return nil
 }
 
 // needsCasts: a resumed creation recreates the MV, so it needs the casts too.

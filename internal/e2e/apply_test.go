@@ -292,6 +292,31 @@ func TestPlanExitCodesAndSavedPlans(t *testing.T) {
 	if r.code != 1 {
 		t.Fatalf("plan of a missing file: exit %d, want 1", r.code)
 	}
+	// A changed query shows a line diff of the applied and the new SQL,
+	// and apply refuses it.
+	f.writeSpec("by_category", strings.Replace(summingSpec, "GROUP BY category", "WHERE price > 0 GROUP BY category", 1))
+	r = f.run("plan", "--detailed-exitcode", spec)
+	if r.code != 2 || !strings.Contains(r.stdout, "diff (applied -> spec)") {
+		t.Fatalf("plan of a changed spec: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	var minus, plus []string
+	for _, l := range strings.Split(r.stdout, "\n") {
+		switch l = strings.TrimSpace(l); {
+		case strings.HasPrefix(l, "- "):
+			minus = append(minus, l)
+		case strings.HasPrefix(l, "+ ") && strings.Contains(l, "WHERE"):
+			plus = append(plus, l)
+		}
+	}
+	if len(minus) != 1 || len(plus) != 1 || !strings.Contains(plus[0], "price > 0") {
+		t.Fatalf("the diff should change exactly the WHERE line, got - %q + %q:\n%s", minus, plus, r.stdout)
+	}
+	r = f.run("apply", "--auto-approve", spec)
+	if r.code != 1 || !strings.Contains(r.stderr, "not supported yet") {
+		t.Fatalf("apply of a changed spec: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	f.writeSpec("by_category", summingSpec)
+
 	r = f.run("status", "by_category")
 	if r.code != 0 || !strings.Contains(r.stdout, "completed") || !strings.Contains(r.stdout, "100.0%") {
 		t.Fatalf("status: exit %d\n%s", r.code, r.stdout)
