@@ -85,7 +85,9 @@ type Options struct {
 	// SourceWaitTimeout bounds the wait for the source to pass the fence
 	// [10m]; the job then stays waiting and a later apply continues.
 	SourceWaitTimeout time.Duration
-	// DDLTimeout is distributed_ddl_task_timeout for ON CLUSTER statements [60s].
+	// DDLTimeout is distributed_ddl_task_timeout for ON CLUSTER statements
+	// [30s]: a node that went down fails the call in seconds, not the
+	// server's default 180.
 	DDLTimeout time.Duration
 	// OnEvent receives progress; it must not block for long.
 	OnEvent func(Event)
@@ -118,7 +120,7 @@ func (e *Executor) defaults() {
 		o.SourceWaitTimeout = 10 * time.Minute
 	}
 	if o.DDLTimeout == 0 {
-		o.DDLTimeout = 60 * time.Second
+		o.DDLTimeout = 30 * time.Second
 	}
 	if e.Log == nil {
 		e.Log = hclog.NewNullLogger()
@@ -368,7 +370,23 @@ func (r *run) ddlAll(ctx context.Context, q func(onCluster bool) string) error {
 	if down := r.topo.Down(); len(down) > 0 {
 		return fmt.Errorf("nodes %s do not answer: %s needs every node of cluster %s", strings.Join(down, ", "), firstWords(q(true)), r.topo.Cluster)
 	}
-	return r.exec(ctx, r.topo.Nodes[0], q(true))
+	if err := r.exec(ctx, r.topo.Nodes[0], q(true)); err != nil {
+		// ON CLUSTER names no host when it times out ("N unfinished
+		// hosts"): say which nodes do not answer now.
+		var gone []string
+		for _, n := range r.topo.Nodes {
+			pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			if n.Conn == nil || n.Conn.Ping(pctx) != nil {
+				gone = append(gone, n.Addr)
+			}
+			cancel()
+		}
+		if len(gone) > 0 {
+			return fmt.Errorf("%w; nodes not answering: %s (the statement stays queued for them and runs when they are back)", err, strings.Join(gone, ", "))
+		}
+		return err
+	}
+	return nil
 }
 
 func (r *run) exec(ctx context.Context, n *planner.Node, q string) error {

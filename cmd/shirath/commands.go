@@ -120,6 +120,7 @@ type ApplyCmd struct {
 	WaitLock    bool          `name:"wait-lock" help:"Wait for a lock held by another apply instead of failing."`
 	Headroom    time.Duration `name:"fence-headroom" default:"3s" help:"Seconds of the observed insert rate the fence leaves above max(key)."`
 	SourceWait  time.Duration `name:"source-wait" default:"10m" help:"How long to wait for the source to pass the fence before leaving the job waiting."`
+	DDLTimeout  time.Duration `name:"ddl-timeout" default:"30s" help:"distributed_ddl_task_timeout of ON CLUSTER statements: how soon a node that does not answer fails the call."`
 }
 
 // readSavedPlan returns the saved plan when the single path is a plan file.
@@ -208,6 +209,7 @@ func (c *ApplyCmd) Run(a *app, ctx context.Context) error {
 			WaitForLock:       c.WaitLock,
 			FenceHeadroom:     c.Headroom,
 			SourceWaitTimeout: c.SourceWait,
+			DDLTimeout:        c.DDLTimeout,
 			OnEvent:           prog.event,
 		},
 	}

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"syscall"
 	"testing"
@@ -354,4 +355,73 @@ func TestUnsortedSourceSinglePass(t *testing.T) {
 		t.Fatalf("expected one pass over the unsorted source:\n%s", r.stdout)
 	}
 	f.assertSummingExact()
+}
+
+// TestAmbiguousBatchNeedsAttention: a batch that was started and whose fate
+// the server cannot tell (here: not in the query log, and the marker is older
+// than the server's last start, as after a server crash) stops the job as
+// needs_attention naming the range; nothing is guessed. A rebuild then gives
+// an exact result.
+func TestAmbiguousBatchNeedsAttention(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.createProducts(600_000)
+	f.writeSpec("by_category", summingSpec+smallBatches)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := f.command(ctx, "apply", "--auto-approve", f.dir)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		st, p, tot, _ := f.job("by_category")
+		if st == "backfilling" && p > 0 && p < tot/2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never caught the backfill: %s %d/%d", st, p, tot)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+
+	// Forge an unresolvable in-flight batch just above the recorded progress.
+	conn, err := pgx.Connect(ctx, f.pg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var lo int64
+	err = conn.QueryRow(ctx, `UPDATE mv_job_shards SET inflight_lo = last_processed_id, inflight_hi = last_processed_id + 20000,
+		inflight_query_id = 'shirath-forged@' || $1, updated_at = now() - interval '1 day' RETURNING inflight_lo`, f.addr).Scan(&lo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := f.scalar("SELECT sum(cnt) FROM by_category_data")
+
+	r := f.run("apply", "--auto-approve", f.dir)
+	wantRange := fmt.Sprintf("(%d, %d]", lo, lo+20000)
+	if r.code != 1 || !strings.Contains(r.stderr, "needs attention") || !strings.Contains(r.stderr, wantRange) {
+		t.Fatalf("apply with an ambiguous batch: exit %d, want 1 naming %s\n%s%s", r.code, wantRange, r.stdout, r.stderr)
+	}
+	if st, _, _, _ := f.job("by_category"); st != "needs_attention" {
+		t.Fatalf("status %s, want needs_attention", st)
+	}
+	if after := f.scalar("SELECT sum(cnt) FROM by_category_data"); after != before {
+		t.Fatalf("the target changed while the job needed attention: %s -> %s rows", before, after)
+	}
+	p := f.run("plan", "--detailed-exitcode", f.dir)
+	if !strings.Contains(p.stdout, "needs attention") || !strings.Contains(p.stdout, "cannot apply") {
+		t.Fatalf("plan of a job that needs attention:\n%s", p.stdout)
+	}
+
+	f.mustRun("mv", "backfill", f.db+".by_category", "--restart")
+	f.mustRun("apply", "--auto-approve", f.dir)
+	f.assertSummingExact()
+	if st, _, _, _ := f.job("by_category"); st != "completed" {
+		t.Fatalf("after the rebuild: %s", st)
+	}
 }

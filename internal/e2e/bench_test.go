@@ -1,0 +1,375 @@
+//go:build integration
+
+package e2e
+
+// Backfill benchmarks (issue 4). Each iteration backfills the same
+// SummingMergeTree target from the same source several ways, one after the
+// other on the same server, and reports the ratios to one INSERT ... SELECT
+// over the whole source: on a noisy shared machine the absolute seconds move
+// from run to run, the ratios much less. Every result is checked against the
+// aggregate of the source, so that a fast wrong answer cannot win.
+//
+//	make bench
+//	go test -tags integration -run '^$' -bench . -benchtime 1x -count 3 ./internal/e2e/
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/shirath/shirath/internal/sqlgen"
+	"github.com/shirath/shirath/internal/testenv"
+	"github.com/shirath/shirath/planner"
+	"github.com/shirath/shirath/specs"
+)
+
+const (
+	benchRows       = 5_000_000
+	benchCategories = 1000
+)
+
+// benchSpec is the spec every method fills, with default backfill settings;
+// %s is the MV's name (the target is <name>_data).
+const benchSpec = `name: %s
+source_table: products
+engine: SummingMergeTree()
+order_by: [category]
+columns:
+  - {name: category, type: String}
+  - {name: cnt, type: UInt64}
+  - {name: total_price, type: "Decimal(18,2)"}
+select_query: "SELECT category, count() as cnt, sum(price) as total_price FROM {source_table} GROUP BY category"
+`
+
+// BenchmarkBackfillSorted: a source sorted by the key. Per iteration:
+// baseline, one INSERT ... SELECT for the whole source; adaptive, `shirath
+// apply` with the default backfill settings (the backfill part of its
+// output is timed, apply-s is the whole command); fixed10k, the original
+// design's batches of 10,000 keys, each the statement shirath would send.
+func BenchmarkBackfillSorted(b *testing.B) {
+	w := newBench(b, "id")
+	var base, adaptive, apply, fixed time.Duration
+	var batches int
+	for i := 0; i < b.N; i++ {
+		w.sideBySide(
+			func() { base += w.baseline("baseline_data") },
+			func() {
+				r := w.apply(fmt.Sprintf("adaptive_%d", i))
+				if r.singlePass {
+					b.Fatalf("shirath took the single pass on a source sorted by the key:\n%s", r.out)
+				}
+				adaptive += r.backfill
+				apply += r.total
+				batches += r.batches
+			},
+			func() { fixed += w.batches("fixed_data", 10_000) },
+		)
+	}
+	b.ReportMetric(0, "ns/op") // setup and checks: meaningless here
+	b.ReportMetric(ratio(adaptive, base), "adaptive/baseline")
+	b.ReportMetric(ratio(fixed, base), "fixed10k/baseline")
+	b.ReportMetric(seconds(base, b.N), "baseline-s")
+	b.ReportMetric(seconds(adaptive, b.N), "adaptive-s")
+	b.ReportMetric(seconds(apply, b.N), "apply-s")
+	b.ReportMetric(seconds(fixed, b.N), "fixed10k-s")
+	b.ReportMetric(float64(batches)/float64(b.N), "adaptive-batches")
+}
+
+// BenchmarkBackfillUnsorted: a source sorted by (category, id), so that a
+// key range cannot be read without scanning the whole table. shirath must
+// notice and backfill in one pass (single-pass); batches20 shows what
+// key-range batches would cost there.
+func BenchmarkBackfillUnsorted(b *testing.B) {
+	w := newBench(b, "(category, id)")
+	var base, single, apply, ranged time.Duration
+	for i := 0; i < b.N; i++ {
+		w.sideBySide(
+			func() { base += w.baseline("baseline_data") },
+			func() {
+				r := w.apply(fmt.Sprintf("single_%d", i))
+				if !r.singlePass || r.batches != 1 {
+					b.Fatalf("shirath did not backfill a source sorted by (category, id) in one pass (%d batches):\n%s", r.batches, r.out)
+				}
+				single += r.backfill
+				apply += r.total
+			},
+			func() { ranged += w.batches("ranged_data", (w.top+19)/20) },
+		)
+	}
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(ratio(single, base), "single-pass/baseline")
+	b.ReportMetric(ratio(ranged, base), "batches20/baseline")
+	b.ReportMetric(seconds(base, b.N), "baseline-s")
+	b.ReportMetric(seconds(single, b.N), "single-pass-s")
+	b.ReportMetric(seconds(apply, b.N), "apply-s")
+	b.ReportMetric(seconds(ranged, b.N), "batches20-s")
+}
+
+func ratio(a, b time.Duration) float64 { return a.Seconds() / b.Seconds() }
+
+func seconds(d time.Duration, n int) float64 { return d.Seconds() / float64(n) }
+
+var (
+	benchBuild sync.Once
+	benchBin   string
+	benchErr   error
+	// benchRuns rotates the order of the methods from one benchmark run to
+	// the next (-count 3), so that none is always first or last.
+	benchRuns atomic.Int64
+)
+
+// benchBinary builds shirath without the race detector that TestMain's
+// binary has, which would slow shirath's own side of every batch.
+func benchBinary(b *testing.B) string {
+	benchBuild.Do(func() {
+		benchBin = filepath.Join(filepath.Dir(binary), "shirath-bench")
+		if out, err := exec.Command("go", "build", "-o", benchBin, "github.com/shirath/shirath/cmd/shirath").CombinedOutput(); err != nil {
+			benchErr = fmt.Errorf("build shirath: %v\n%s", err, out)
+		}
+	})
+	if benchErr != nil {
+		b.Fatal(benchErr)
+	}
+	return benchBin
+}
+
+// bench is one benchmark run's world: a ClickHouse database holding the
+// source, a PostgreSQL database for the job store, a spec directory.
+type bench struct {
+	b    *testing.B
+	ch   driver.Conn
+	db   string
+	pg   string
+	addr string
+	dir  string
+	bin  string
+	mv   sqlgen.MV    // the spec as shirath generates its SQL
+	top  int64        // max(id) of the source
+	want sourceDigest // the aggregate every target must hold
+}
+
+func newBench(b *testing.B, sourceOrder string) *bench {
+	env := testenv.Load(b)
+	conn, db := env.SingleDB(b)
+	w := &bench{b: b, ch: conn, db: db, pg: env.PostgresDB(b), addr: env.CHAddr, dir: b.TempDir(), bin: benchBinary(b)}
+	w.exec("CREATE TABLE %s.products (id UInt64, category String, price Decimal(18,2), created_at DateTime) ENGINE = MergeTree() ORDER BY %s", db, sourceOrder)
+	w.exec("INSERT INTO %s.products SELECT number + 1, concat('cat', toString(number %% %d)), toDecimal64(number %% 1000, 2) / 10, toDateTime('2024-01-01 00:00:00') + number FROM numbers(%d)", db, benchCategories, benchRows)
+	// One part: no background merge of the source runs during the timings.
+	w.exec("OPTIMIZE TABLE %s.products FINAL", db)
+	if err := conn.QueryRow(context.Background(), fmt.Sprintf("SELECT toInt64(max(id)) FROM %s.products", db)).Scan(&w.top); err != nil {
+		b.Fatal(err)
+	}
+	w.mv = w.sqlMV()
+	// Also reads the whole source once, so that no method pays for a cold cache.
+	w.want = w.digest(fmt.Sprintf("SELECT category, count() AS c, sum(price) AS s FROM %s.products GROUP BY category", db))
+	if w.want.groups != benchCategories || w.want.rows != benchRows {
+		b.Fatalf("source: %d categories and %d rows, want %d and %d", w.want.groups, w.want.rows, benchCategories, benchRows)
+	}
+	return w
+}
+
+// sqlMV is the spec as shirath's planner hands it to sqlgen, casts included
+// (on 18.16 sum(Decimal(18,2)) is Decimal(38,2)).
+func (w *bench) sqlMV() sqlgen.MV {
+	ss, err := specs.ParseYAML("bench.yaml", []byte("database: "+w.db+"\n"+fmt.Sprintf(benchSpec, "bench")))
+	if err != nil {
+		w.b.Fatal(err)
+	}
+	m := sqlgen.MV{Spec: ss[0]}
+	types, err := planner.QueryTypes(context.Background(), &planner.Node{Addr: w.addr, Conn: w.ch}, m)
+	if err != nil {
+		w.b.Fatal(err)
+	}
+	m.Casts = map[string]string{}
+	for _, c := range m.Spec.Columns {
+		if strings.ReplaceAll(types[c.Name], " ", "") != strings.ReplaceAll(c.Type, " ", "") {
+			m.Casts[c.Name] = c.Type
+		}
+	}
+	return m
+}
+
+// into is the MV's SQL writing into another target table.
+func (w *bench) into(table string) sqlgen.MV {
+	s := *w.mv.Spec
+	s.TargetTable = table
+	m := w.mv
+	m.Spec = &s
+	return m
+}
+
+func (w *bench) exec(q string, args ...any) {
+	w.b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if err := w.ch.Exec(ctx, fmt.Sprintf(q, args...)); err != nil {
+		w.b.Fatalf("%s: %v", fmt.Sprintf(q, args...), err)
+	}
+}
+
+// sideBySide runs the methods of one iteration, in an order that rotates
+// from one run to the next.
+func (w *bench) sideBySide(methods ...func()) {
+	k := int(benchRuns.Add(1)-1) % len(methods)
+	for i := range methods {
+		methods[(i+k)%len(methods)]()
+	}
+}
+
+// baseline fills a fresh target with the spec's query over the whole source
+// in one statement, checks it and drops it.
+func (w *bench) baseline(table string) time.Duration {
+	m := w.into(table)
+	w.create(m)
+	q, err := m.Query(sqlgen.Range{})
+	if err != nil {
+		w.b.Fatal(err)
+	}
+	start := time.Now()
+	w.exec("INSERT INTO %s %s", sqlgen.Table(w.db, table), q)
+	took := time.Since(start)
+	w.checkAndDrop(table)
+	return took
+}
+
+// batches fills a fresh target with key ranges of width keys, each the
+// INSERT ... SELECT shirath sends for a batch, from Go, back to back. It
+// does none of shirath's bookkeeping between batches (counting the range,
+// recording progress in PostgreSQL), so it flatters small batches.
+func (w *bench) batches(table string, width int64) time.Duration {
+	m := w.into(table)
+	w.create(m)
+	start := time.Now()
+	for lo := int64(0); lo < w.top; lo += width {
+		hi := min(lo+width, w.top)
+		q, err := m.BackfillBatch(sqlgen.Range{After: &lo, UpTo: &hi}, false)
+		if err != nil {
+			w.b.Fatal(err)
+		}
+		w.exec("%s", q)
+	}
+	took := time.Since(start)
+	w.checkAndDrop(table)
+	return took
+}
+
+func (w *bench) create(m sqlgen.MV) {
+	q, err := m.CreateTarget(false)
+	if err != nil {
+		w.b.Fatal(err)
+	}
+	w.exec("%s", q)
+}
+
+// checkAndDrop fails the benchmark unless the target holds exactly the
+// aggregate of the source, then drops it so that its background merges do
+// not run during the next method.
+func (w *bench) checkAndDrop(table string) {
+	w.b.Helper()
+	got := w.digest(fmt.Sprintf("SELECT category, sum(cnt) AS c, sum(total_price) AS s FROM %s GROUP BY category", sqlgen.Table(w.db, table)))
+	if got != w.want {
+		w.b.Fatalf("%s is not the aggregate of the source: %d categories, %d rows, hash %x; want %d, %d, %x",
+			table, got.groups, got.rows, got.hash, w.want.groups, w.want.rows, w.want.hash)
+	}
+	w.exec("DROP TABLE %s", sqlgen.Table(w.db, table))
+}
+
+// sourceDigest sums up per-category rows (category, c, s): how many, the
+// total of c, and an order-independent hash of every row, sums included to
+// the cent.
+type sourceDigest struct{ groups, rows, hash uint64 }
+
+func (w *bench) digest(perCategory string) sourceDigest {
+	w.b.Helper()
+	var d sourceDigest
+	q := "SELECT count(), sum(c), sum(cityHash64(category, c, toString(s))) FROM (" + perCategory + ")"
+	if err := w.ch.QueryRow(context.Background(), q).Scan(&d.groups, &d.rows, &d.hash); err != nil {
+		w.b.Fatalf("%s: %v", q, err)
+	}
+	return d
+}
+
+type applyRun struct {
+	backfill   time.Duration // from the backfill step's first line to the OPTIMIZE line
+	total      time.Duration // the whole command
+	batches    int
+	singlePass bool
+	out        string
+}
+
+// apply runs `shirath apply --auto-approve` on the spec alone, times the
+// backfill from the moments its lines reach stdout, checks the target and
+// drops the MV and its target.
+//
+// The backfill part runs from the step line (emitted once the source's
+// sorting key has been read) to the OPTIMIZE line (emitted right after the
+// last batch was recorded): every batch, the count of each batch's range and
+// the progress writes to PostgreSQL. Before it, the apply also measures the
+// insert rate (one second by design), fences, waits for the settle delay
+// (1 s by default) and counts the rows to backfill; after it, OPTIMIZE
+// FINAL. apply-s includes all of that, and process start and migrations.
+func (w *bench) apply(name string) applyRun {
+	w.b.Helper()
+	dir := filepath.Join(w.dir, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		w.b.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "spec.yaml"), []byte("database: "+w.db+"\n"+fmt.Sprintf(benchSpec, name)), 0o644); err != nil {
+		w.b.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, w.bin, "apply", "--auto-approve", dir)
+	cmd.Env = append(os.Environ(), "SHIRATH_CH_ADDR="+w.addr, "SHIRATH_PG_URL="+w.pg, "SHIRATH_LOG_LEVEL=warn")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		w.b.Fatal(err)
+	}
+	var r applyRun
+	var out strings.Builder
+	var from, to time.Time
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		w.b.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		now, line := time.Now(), sc.Text()
+		out.WriteString(line + "\n")
+		switch {
+		case from.IsZero() && (strings.Contains(line, ": backfill id <= ") || strings.Contains(line, "one server-side pass")):
+			from = now
+			r.singlePass = strings.Contains(line, "one server-side pass")
+		case strings.Contains(line, ": backfill ") && strings.Contains(line, " rows in "):
+			r.batches++
+		case to.IsZero() && strings.Contains(line, ": OPTIMIZE TABLE "):
+			to = now
+		}
+	}
+	err = cmd.Wait()
+	r.total = time.Since(start)
+	r.out = out.String()
+	if err != nil {
+		w.b.Fatalf("shirath apply: %v\nstdout:\n%s\nstderr:\n%s", err, r.out, stderr.String())
+	}
+	if from.IsZero() || to.IsZero() || r.batches == 0 {
+		w.b.Fatalf("shirath apply: no backfill step, batch or OPTIMIZE line in its output:\n%s", r.out)
+	}
+	r.backfill = to.Sub(from)
+	w.exec("DROP TABLE %s", sqlgen.Table(w.db, name))
+	w.checkAndDrop(name + "_data")
+	return r
+}
