@@ -308,6 +308,9 @@ func (r *run) waitSource(ctx context.Context) error {
 		case <-time.After(d):
 		}
 	}
+	if err := r.waitDistributedSends(ctx); err != nil {
+		return err
+	}
 	var total int64
 	key := sqlgen.Ident(r.c.Spec.Backfill.KeyColumn)
 	q := fmt.Sprintf("SELECT toInt64(count()), toInt64(min(%s)) FROM %s WHERE %s <= %d", key, sqlgen.Table(r.c.Database, r.c.Spec.SourceTable), key, f)
@@ -767,6 +770,51 @@ func (r *run) syncSource(ctx context.Context, n *planner.Node) error {
 	q := "SYSTEM SYNC REPLICA " + sqlgen.Table(r.c.Database, r.c.Spec.SourceTable)
 	if err := n.Conn.Exec(clickhouse.Context(sctx, clickhouse.WithSettings(clickhouse.Settings{"receive_timeout": int(r.e.Opts.InsertWaitTimeout.Seconds())})), q); err != nil {
 		return fmt.Errorf("%s on %s (the replica must have every row up to the fence before it is backfilled): %w", q, n.Addr, err)
+	}
+	return nil
+}
+
+// waitDistributedSends waits until no node holds rows queued by a
+// Distributed table over the source: such rows (inserted asynchronously,
+// insert_distributed_sync=0) may have keys at or below the fence and reach
+// the source only later, after their batch. Servers that have
+// system.distribution_queue (19.x and later) say so; 18.16 has no such table,
+// and there the settle delay is all there is.
+func (r *run) waitDistributedSends(ctx context.Context) error {
+	if r.topo.Cluster == "" {
+		return nil
+	}
+	deadline := time.Now().Add(r.e.Opts.InsertWaitTimeout)
+	for _, n := range r.topo.Healthy() {
+		var has uint64
+		if err := n.Conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = 'system' AND name = 'distribution_queue'").Scan(&has); err != nil {
+			return fmt.Errorf("look for system.distribution_queue on %s: %w", n.Addr, err)
+		}
+		if has == 0 {
+			continue
+		}
+		src := r.c.Spec.SourceTable
+		q := `SELECT toUInt64(sum(q.data_files)) FROM system.distribution_queue AS q
+			WHERE (q.database, q.table) IN (SELECT database, name FROM system.tables
+				WHERE engine = 'Distributed' AND database = ? AND (position(engine_full, ?) > 0 OR position(engine_full, ?) > 0))`
+		for {
+			var files uint64
+			if err := n.Conn.QueryRow(ctx, q, r.c.Database, "'"+src+"'", ", "+src+",").Scan(&files); err != nil {
+				return fmt.Errorf("read system.distribution_queue on %s: %w", n.Addr, err)
+			}
+			if files == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%d files of rows for %s are still queued by Distributed tables on %s: their keys may be below the fence; the backfill waits for them", files, src, n.Addr)
+			}
+			r.emit(Event{Kind: EventWaiting, Step: planner.StepWait, Message: fmt.Sprintf("waiting for %d queued Distributed sends on %s", files, n.Addr)})
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
 	}
 	return nil
 }
