@@ -389,14 +389,18 @@ func (r *run) ddlAll(ctx context.Context, q func(onCluster bool) string) error {
 	return nil
 }
 
-func (r *run) exec(ctx context.Context, n *planner.Node, q string) error {
+func (r *run) exec(ctx context.Context, n *planner.Node, q string, extra ...clickhouse.Settings) error {
 	if n.Err != nil {
 		return fmt.Errorf("node %s does not answer: %w", n.Addr, n.Err)
 	}
 	r.log().Debug("exec", "node", n.Addr, "sql", q)
-	qctx := clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{
-		"distributed_ddl_task_timeout": int(r.e.Opts.DDLTimeout.Seconds()),
-	}))
+	settings := clickhouse.Settings{"distributed_ddl_task_timeout": int(r.e.Opts.DDLTimeout.Seconds())}
+	for _, e := range extra {
+		for k, v := range e {
+			settings[k] = v
+		}
+	}
+	qctx := clickhouse.Context(ctx, clickhouse.WithSettings(settings))
 	if err := n.Conn.Exec(qctx, q); err != nil {
 		return fmt.Errorf("%s on %s: %w", firstWords(q), n.Addr, err)
 	}
@@ -475,9 +479,12 @@ func (r *run) optimize(ctx context.Context) error {
 // merge: then the parts are checked, and a table already merged down to one
 // part per partition counts as optimized.
 func (r *run) optimizeOn(ctx context.Context, n *planner.Node, q string) error {
+	// On a Replicated target, wait until every replica has merged, so
+	// that reads through the Distributed table see the merged parts.
+	wait := clickhouse.Settings{"replication_alter_partitions_sync": 2}
 	var err error
 	for attempt := 0; attempt < 5; attempt++ {
-		if err = r.exec(ctx, n, q); err == nil || !strings.Contains(err.Error(), "Unknown log entry type") {
+		if err = r.exec(ctx, n, q, wait); err == nil || !strings.Contains(err.Error(), "Unknown log entry type") {
 			return err
 		}
 		var unmerged uint64

@@ -271,10 +271,17 @@ func createSteps(s *specs.Spec, cluster string, live *Live) []Step {
 			Step{Kind: StepBackfill, Detail: fmt.Sprintf("INSERT INTO %s.%s SELECT ... WHERE %s > lo AND %s <= hi, server side, batches of about %s, up to F", db, s.TargetTable, key, key, s.Backfill.BatchDuration.Duration)},
 		)
 		if s.OptimizeAfterBackfill() {
-			steps = append(steps, Step{Kind: StepOptimize, Detail: fmt.Sprintf("OPTIMIZE TABLE %s.%s FINAL", db, s.TargetTable)})
+			steps = append(steps, Step{Kind: StepOptimize, Detail: fmt.Sprintf("OPTIMIZE TABLE %s.%s FINAL%s", db, s.TargetTable, onEveryCopy(cluster))})
 		}
 	}
 	return steps
+}
+
+func onEveryCopy(cluster string) string {
+	if cluster == "" {
+		return ""
+	}
+	return " on every copy (one replica per shard when the target replicates)"
 }
 
 func resumeReason(j *state.Job) string {

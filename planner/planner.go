@@ -241,7 +241,9 @@ func RenderSQL(c *ResourceChange) {
 		case StepCreateDistributed:
 			q, err = m.CreateDistributed(on && len(st.Nodes) == 0)
 		case StepOptimize:
-			q = m.Optimize(on)
+			// Run node by node (one replica per shard for a Replicated
+			// target), not ON CLUSTER: see executor.optimize.
+			q = m.Optimize(false)
 		}
 		if err != nil {
 			c.Blocked = err.Error()
