@@ -34,8 +34,10 @@ test: up
 	$(GO) vet -tags integration $(PKGS)
 	$(GO) test -tags integration -p 1 $(TESTFLAGS) $(PKGS)
 
+# Benchmarks report ratios to a baseline run side by side in each iteration
+# (see README, Benchmarks). -p 1: nothing else builds or runs beside them.
 bench: up
-	$(GO) test -tags integration -run '^$$' -bench . -benchtime 1x -count 3 -timeout 40m $(PKGS)
+	$(GO) test -tags integration -p 1 -run '^$$' -bench . -benchtime 1x -count 3 -timeout 40m $(PKGS)
 
 demo: up build
 	bash internal/demo/demo.sh

@@ -6,7 +6,7 @@ package e2e
 // SummingMergeTree target from the same source several ways, one after the
 // other on the same server, and reports the ratios to one INSERT ... SELECT
 // over the whole source: on a noisy shared machine the absolute seconds move
-// from run to run, the ratios much less. Every result is checked against the
+// from run to run, the ratios less. Every result is checked against the
 // aggregate of the source, so that a fast wrong answer cannot win.
 //
 //	make bench
@@ -345,17 +345,22 @@ func (w *bench) apply(name string) applyRun {
 	if err := cmd.Start(); err != nil {
 		w.b.Fatal(err)
 	}
+	// Progress lines start with "db.name: "; the plan printed before them
+	// holds the same SQL without that prefix.
+	mv := w.db + "." + name + ": "
 	sc := bufio.NewScanner(stdout)
 	for sc.Scan() {
 		now, line := time.Now(), sc.Text()
 		out.WriteString(line + "\n")
+		event, ok := strings.CutPrefix(line, mv)
 		switch {
-		case from.IsZero() && (strings.Contains(line, ": backfill id <= ") || strings.Contains(line, "one server-side pass")):
+		case !ok:
+		case from.IsZero() && (strings.HasPrefix(event, "backfill id <= ") || strings.Contains(event, "one server-side pass")):
 			from = now
-			r.singlePass = strings.Contains(line, "one server-side pass")
-		case strings.Contains(line, ": backfill ") && strings.Contains(line, " rows in "):
+			r.singlePass = strings.Contains(event, "one server-side pass")
+		case !from.IsZero() && strings.HasPrefix(event, "backfill ") && strings.Contains(event, " rows in "):
 			r.batches++
-		case to.IsZero() && strings.Contains(line, ": OPTIMIZE TABLE "):
+		case !from.IsZero() && to.IsZero() && strings.HasPrefix(event, "OPTIMIZE TABLE "):
 			to = now
 		}
 	}
