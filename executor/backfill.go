@@ -3,12 +3,14 @@ package executor
 import (
 	"context"
 	"regexp"
+	"strconv"
 
 	"fmt"
 	"math"
 	"strings"
 	"time"
 
+	"github.com/AfterShip/clickhouse-sql-parser/parser"
 	"github.com/ClickHouse/clickhouse-go/v2"
 
 	"github.com/shirath/shirath/internal/sqlgen"
@@ -417,19 +419,21 @@ func nodeAddrs(ns []*planner.Node) string {
 func (r *run) backfillCopy(ctx context.Context, n *planner.Node, sp *state.ShardProgress) error {
 	f := *r.job.CutoffID
 	spec := r.c.Spec
-	if sp.InflightQueryID != "" {
-		if err := r.resolveInflight(ctx, sp); err != nil {
-			return err
-		}
-	}
-	if err := r.syncSource(ctx, n); err != nil {
-		return err
-	}
-	sorted, sortingKey, err := r.sourceSortedByKey(ctx, n)
+	mode, err := r.batchMode(ctx, n)
 	if err != nil {
 		return err
 	}
-	dedupToken, err := r.tokenDedup(ctx, n)
+	// The replica must hold every source row up to the fence before any
+	// batch, a retried one included, reads it.
+	if err := r.syncSource(ctx, n); err != nil {
+		return err
+	}
+	if sp.InflightQueryID != "" {
+		if err := r.resolveInflight(ctx, n, sp, mode); err != nil {
+			return err
+		}
+	}
+	sorted, sortingKey, err := r.sourceSortedByKey(ctx, n)
 	if err != nil {
 		return err
 	}
@@ -468,7 +472,7 @@ func (r *run) backfillCopy(ctx context.Context, n *planner.Node, sp *state.Shard
 		}
 		start := time.Now()
 		bctx := context.WithoutCancel(ctx)
-		if err := r.runBatch(bctx, n, sp, lo, hi, dedupToken); err != nil {
+		if err := r.runBatch(bctx, n, sp, lo, hi, rows, mode, 0); err != nil {
 			return err
 		}
 		if err := r.e.Store.CompleteBatch(bctx, r.job.ID, sp.Shard, sp.Replica, hi, rows); err != nil {
@@ -523,20 +527,77 @@ func (r *run) sourceSortedByKey(ctx context.Context, n *planner.Node) (bool, str
 	return first == r.c.Spec.Backfill.KeyColumn, sk, nil
 }
 
-// tokenDedup reports whether a retried batch is deduplicated by
-// insert_deduplication_token: only on servers that have the setting and for
-// a Replicated target (a plain MergeTree would also need
-// non_replicated_deduplication_window, which on some versions deduplicates
-// the MV's own identical blocks too and would drop real rows).
-func (r *run) tokenDedup(ctx context.Context, n *planner.Node) (bool, error) {
+// batchMode says how a batch that may have been interrupted is made safe to
+// run again.
+type batchMode int
+
+const (
+	// modeLog: the batch's fate is read from the node's query_log; what
+	// cannot be decided stops the job (plain MergeTree targets, and
+	// Replicated ones whose batches cannot be made byte-identical).
+	modeLog batchMode = iota
+	// modeToken: insert_deduplication_token (22.x+) on a Replicated
+	// target: a retry with the same token is dropped as a duplicate.
+	modeToken
+	// modeBlocks: Replicated block deduplication on servers without tokens:
+	// a batch with a deterministic output is retried byte for byte and
+	// dropped when already written; the block ids it leaves in ZooKeeper
+	// tell whether it was written, and catch a batch whose rows equal an
+	// earlier batch's (which deduplication would drop).
+	modeBlocks
+)
+
+func (m batchMode) String() string {
+	return [...]string{"query log", "deduplication token", "replicated block ids"}[m]
+}
+
+func (r *run) batchMode(ctx context.Context, n *planner.Node) (batchMode, error) {
 	if !r.targetReplicated() {
-		return false, nil
+		return modeLog, nil
 	}
 	var c uint64
 	if err := n.Conn.QueryRow(ctx, "SELECT count() FROM system.settings WHERE name = 'insert_deduplication_token'").Scan(&c); err != nil {
-		return false, fmt.Errorf("read system.settings on %s: %w", n.Addr, err)
+		return modeLog, fmt.Errorf("read system.settings on %s: %w", n.Addr, err)
 	}
-	return c > 0, nil
+	if c > 0 {
+		return modeToken, nil
+	}
+	if r.deterministicBatches() {
+		return modeBlocks, nil
+	}
+	return modeLog, nil
+}
+
+// deterministicBatches reports whether a batch's output has one row per
+// combination of its sortable columns: a GROUP BY whose keys are all output
+// columns. Then the batch, ordered by those columns, gives the same blocks
+// every time it runs (with one thread, so that float sums add up in the
+// same order).
+func (r *run) deterministicBatches() bool {
+	sel, err := r.c.Spec.ParsedQuery(r.c.Database + "." + r.c.Spec.SourceTable)
+	if err != nil || sel.GroupBy == nil {
+		return false
+	}
+	keys, ok := sel.GroupBy.Expr.(*parser.ColumnExprList)
+	if !ok || sel.GroupBy.WithCube || sel.GroupBy.WithRollup || sel.GroupBy.WithTotals {
+		return false
+	}
+	outputs := map[string]bool{}
+	for _, it := range sel.SelectItems {
+		if strings.Contains(it.Expr.String(), "State(") {
+			continue
+		}
+		outputs[strings.Trim(it.Expr.String(), "`")] = true
+		if it.Alias != nil {
+			outputs[strings.Trim(it.Alias.String(), "`")] = true
+		}
+	}
+	for _, k := range keys.Items {
+		if !outputs[strings.Trim(k.String(), "`")] {
+			return false
+		}
+	}
+	return len(keys.Items) > 0
 }
 
 func (r *run) batchToken(sp *state.ShardProgress, lo, hi int64) string {
@@ -544,14 +605,29 @@ func (r *run) batchToken(sp *state.ShardProgress, lo, hi int64) string {
 }
 
 // runBatch writes the in-flight marker, then runs one server-side
-// INSERT ... SELECT for the key range (lo, hi].
-func (r *run) runBatch(ctx context.Context, n *planner.Node, sp *state.ShardProgress, lo, hi int64, tokenDedup bool) error {
-	q, err := r.mv.BackfillBatch(sqlgen.Range{After: &lo, UpTo: &hi}, false)
+// INSERT ... SELECT for the key range (lo, hi]. rows is the number of
+// source rows in the range. since is, for a retried modeBlocks batch, the
+// ZooKeeper position recorded before its first attempt (0 otherwise).
+func (r *run) runBatch(ctx context.Context, n *planner.Node, sp *state.ShardProgress, lo, hi, rows int64, mode batchMode, since int64) error {
+	q, err := r.mv.BackfillBatch(sqlgen.Range{After: &lo, UpTo: &hi}, mode == modeBlocks)
 	if err != nil {
 		return err
 	}
 	qid := fmt.Sprintf("%s-%d", r.batchToken(sp, lo, hi), time.Now().UnixNano())
-	if err := r.e.Store.BeginBatch(ctx, r.job.ID, sp.Shard, sp.Replica, lo, hi, qid+"@"+n.Addr); err != nil {
+	marker := qid + "@" + n.Addr
+	var zk string
+	if mode == modeBlocks {
+		if zk, err = r.zkPath(ctx, n); err != nil {
+			return err
+		}
+		if since == 0 {
+			if since, err = r.blocksZxid(ctx, n, zk); err != nil {
+				return err
+			}
+		}
+		marker += fmt.Sprintf("#blocks=%d", since)
+	}
+	if err := r.e.Store.BeginBatch(ctx, r.job.ID, sp.Shard, sp.Replica, lo, hi, marker); err != nil {
 		return err
 	}
 	settings := clickhouse.Settings{
@@ -564,14 +640,42 @@ func (r *run) runBatch(ctx context.Context, n *planner.Node, sp *state.ShardProg
 		// interrupted batch decidable from the query log.
 		"interactive_delay": 1_000_000_000_000,
 	}
-	if tokenDedup {
+	switch mode {
+	case modeToken:
 		settings["insert_deduplicate"] = 1
 		settings["insert_deduplication_token"] = r.batchToken(sp, lo, hi)
-	} else if r.targetReplicated() {
-		// Without a token, Replicated block deduplication would drop a batch
-		// whose rows happen to equal another batch's: real rows lost.
-		settings["insert_deduplicate"] = 0
+	case modeBlocks:
+		settings["insert_deduplicate"] = 1
+		settings["max_threads"] = 1
+	default:
+		if r.targetReplicated() {
+			// Without a way to tell a retry from a batch whose rows happen to
+			// equal another batch's, deduplication would drop real rows.
+			settings["insert_deduplicate"] = 0
+		}
 	}
+	if err := r.insert(ctx, n, q, qid, settings, lo, hi); err != nil {
+		return err
+	}
+	if mode != modeBlocks || rows == 0 {
+		return nil
+	}
+	written, err := r.blocksSince(ctx, n, zk, since)
+	if err != nil {
+		return err
+	}
+	if written {
+		return nil
+	}
+	// The source has rows in the range but no block of this batch was
+	// recorded: its output equalled an earlier batch's and was dropped as a
+	// duplicate. Write it again without deduplication; only this rare batch
+	// then depends on the query log if it is interrupted.
+	r.log().Warn("batch output equals an earlier batch's: writing it without deduplication", "lo", lo, "hi", hi)
+	return r.runBatch(ctx, n, sp, lo, hi, rows, modeLog, 0)
+}
+
+func (r *run) insert(ctx context.Context, n *planner.Node, q, qid string, settings clickhouse.Settings, lo, hi int64) error {
 	qctx := clickhouse.Context(ctx, clickhouse.WithQueryID(qid), clickhouse.WithSettings(settings))
 	r.log().Debug("batch", "node", n.Addr, "lo", lo, "hi", hi, "query_id", qid)
 	if err := n.Conn.Exec(qctx, q); err != nil {
@@ -580,14 +684,73 @@ func (r *run) runBatch(ctx context.Context, n *planner.Node, sp *state.ShardProg
 	return nil
 }
 
+// zkPath is the ZooKeeper path of the target's replicated table on node n.
+func (r *run) zkPath(ctx context.Context, n *planner.Node) (string, error) {
+	var p string
+	err := n.Conn.QueryRow(ctx, "SELECT zookeeper_path FROM system.replicas WHERE database = ? AND table = ?", r.c.Database, r.c.Spec.TargetTable).Scan(&p)
+	if err != nil {
+		return "", fmt.Errorf("read the ZooKeeper path of %s.%s on %s: %w", r.c.Database, r.c.Spec.TargetTable, n.Addr, err)
+	}
+	return p, nil
+}
+
+// blocksZxid is the ZooKeeper transaction id of the last change to the
+// target's deduplication block ids: every block id created later has a
+// larger czxid.
+func (r *run) blocksZxid(ctx context.Context, n *planner.Node, zk string) (int64, error) {
+	var z int64
+	err := n.Conn.QueryRow(ctx, "SELECT toInt64(pzxid) FROM system.zookeeper WHERE path = ? AND name = 'blocks'", zk).Scan(&z)
+	if err != nil {
+		return 0, fmt.Errorf("read %s/blocks in ZooKeeper through %s: %w", zk, n.Addr, err)
+	}
+	return z, nil
+}
+
+// blocksSince reports whether a block id was recorded after zxid since. Only
+// backfill batches record block ids in the target: the MV's own inserts are
+// not deduplicated (checked on 18.16).
+func (r *run) blocksSince(ctx context.Context, n *planner.Node, zk string, since int64) (bool, error) {
+	var c uint64
+	err := n.Conn.QueryRow(ctx, "SELECT count() FROM system.zookeeper WHERE path = ? AND czxid > ?", zk+"/blocks", since).Scan(&c)
+	if err != nil {
+		return false, fmt.Errorf("read %s/blocks in ZooKeeper through %s: %w", zk, n.Addr, err)
+	}
+	return c > 0, nil
+}
+
 // resolveInflight decides what happened to a batch that was started and
 // never confirmed (the apply died, or the connection broke). It asks the
 // node's query log. A batch proven written is recorded as done; one proven
 // not written is run again; anything else stops the job as needs_attention,
 // naming the range, rather than risk counting rows twice or not at all.
-func (r *run) resolveInflight(ctx context.Context, sp *state.ShardProgress) error {
+func (r *run) resolveInflight(ctx context.Context, cur *planner.Node, sp *state.ShardProgress, mode batchMode) error {
 	lo, hi := *sp.InflightLo, *sp.InflightHi
-	qid, addr, _ := strings.Cut(sp.InflightQueryID, "@")
+	marker, blocks, isBlocks := strings.Cut(sp.InflightQueryID, "#blocks=")
+	qid, addr, _ := strings.Cut(marker, "@")
+	if isBlocks && mode == modeBlocks {
+		// Run the same range again, on any replica of the shard: blocks the
+		// first attempt wrote are dropped as duplicates, the rest written.
+		// Written at least once since the first attempt began is written.
+		since, err := strconv.ParseInt(blocks, 10, 64)
+		if err != nil {
+			return fmt.Errorf("shard %d: bad in-flight marker %q", sp.Shard, sp.InflightQueryID)
+		}
+		rows, err := r.countRange(ctx, cur, lo, hi)
+		if err != nil {
+			return err
+		}
+		r.emit(Event{Kind: EventStep, Step: planner.StepResumeBackfill, Shard: sp.Shard, Message: fmt.Sprintf("running the interrupted batch (%d, %d] again on %s: what it wrote is deduplicated", lo, hi, cur.Addr)})
+		if err := r.runBatch(ctx, cur, sp, lo, hi, rows, modeBlocks, since); err != nil {
+			return err
+		}
+		if err := r.e.Store.CompleteBatch(ctx, r.job.ID, sp.Shard, sp.Replica, hi, rows); err != nil {
+			return err
+		}
+		sp.LastProcessedID = &hi
+		sp.ProcessedRows += rows
+		r.job.ProcessedRows += rows
+		return nil
+	}
 	n := r.node(addr)
 	if n == nil && len(r.topo.Nodes) == 1 {
 		n = r.topo.Nodes[0]
@@ -616,9 +779,23 @@ func (r *run) resolveInflight(ctx context.Context, sp *state.ShardProgress) erro
 	case batchNotWritten:
 		r.log().Info("interrupted batch was not written: running it again", "lo", lo, "hi", hi, "why", why)
 	default:
-		if ok, _ := r.tokenDedup(ctx, n); ok {
-			// The retry carries the same token: a block already written is dropped.
+		if mode == modeToken {
+			// The same range again carries the same token: a block already
+			// written is dropped as a duplicate.
 			r.log().Info("interrupted batch outcome unknown: retrying with the same deduplication token", "lo", lo, "hi", hi)
+			rows, err := r.countRange(ctx, cur, lo, hi)
+			if err != nil {
+				return err
+			}
+			if err := r.runBatch(ctx, cur, sp, lo, hi, rows, modeToken, 0); err != nil {
+				return err
+			}
+			if err := r.e.Store.CompleteBatch(ctx, r.job.ID, sp.Shard, sp.Replica, hi, rows); err != nil {
+				return err
+			}
+			sp.LastProcessedID = &hi
+			sp.ProcessedRows += rows
+			r.job.ProcessedRows += rows
 			return nil
 		}
 		msg := fmt.Sprintf("shard %d: the backfill batch %s in (%d, %d] (query id %s on %s) may or may not have been written (%s). "+

@@ -173,7 +173,7 @@ func TestClusterNonReplicatedSource(t *testing.T) {
 // back a later apply completes with an exact result.
 func TestClusterNodeStoppedDuringApply(t *testing.T) {
 	f, c := newClusterFixture(t)
-	const prefill = 1_500_000
+	const prefill = 800_000
 	f.createClusterProducts(c, prefill, true)
 	// Tiny batches: the backfill of shard 2 must still run when the node,
 	// which takes seconds to shut down, goes away.
@@ -243,4 +243,87 @@ func (f *fixture) shardProcessed(name string, shard int) int64 {
 		f.t.Fatal(err)
 	}
 	return n
+}
+
+// TestClusterWholeShardDown: both replicas of shard 2 stop while shard 1 is
+// being backfilled. The apply fails naming shard 2's node; shard 1 is
+// finished and recorded; once shard 2 is back, a later apply backfills just
+// shard 2, and the result is exact.
+func TestClusterWholeShardDown(t *testing.T) {
+	f, c := newClusterFixture(t)
+	const prefill = 800_000
+	f.createClusterProducts(c, prefill, true)
+	f.writeSpec("by_category", summingSpec+"cluster: auto\nbackfill:\n  initial_batch_rows: 2000\n  max_batch_rows: 2000\n")
+
+	w := f.startWriter("products_dist", prefill, 100, 50*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := f.command(ctx, "apply", "--auto-approve", f.dir)
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Minute)
+	for f.shardProcessed("by_category", 1) == 0 {
+		if st, _, _, _ := f.job("by_category"); time.Now().After(deadline) || st == "completed" || st == "failed" {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("never caught the backfill of shard 1: %s\n%s\n%s", st, out.String(), errb.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); f.env.StopNode(t, "n4") }()
+	f.env.StopNode(t, "n3")
+	<-done
+	err := cmd.Wait()
+	t.Logf("first apply (err %v):\n%s\n%s", err, out.String(), errb.String())
+	if err == nil {
+		t.Fatal("the apply succeeded with shard 2 down")
+	}
+	if !strings.Contains(errb.String(), c.Addrs[2]) && !strings.Contains(errb.String(), "shard 2") {
+		t.Fatalf("the failure names neither shard 2 nor %s", c.Addrs[2])
+	}
+	shard1 := f.shardProcessed("by_category", 1)
+
+	f.env.StartNode(t, "n3")
+	f.env.StartNode(t, "n4")
+	w.Stop(t)
+	r := f.mustRun("apply", "--auto-approve", "--wait-lock", f.dir)
+	t.Logf("apply after shard 2 came back:\n%s", r.stdout)
+	if strings.Contains(r.stdout, "on "+c.Addrs[0]) || strings.Contains(r.stdout, "on "+c.Addrs[1]+"\n") {
+		t.Fatalf("the later apply backfilled shard 1 again:\n%s", r.stdout)
+	}
+	if got := f.shardProcessed("by_category", 1); got != shard1 {
+		t.Fatalf("shard 1 progress moved from %d to %d", shard1, got)
+	}
+	f.settle(c, prefill+w.rows.Load(), "products", "by_category_data")
+	f.assertClusterExact()
+}
+
+// TestClusterIdenticalBatches: batches whose output is byte for byte the same
+// (one category, one price, equal key ranges) would be dropped by Replicated
+// block deduplication as repeats of the first one. shirath sees that no block
+// was recorded and writes them without deduplication: the result is exact.
+func TestClusterIdenticalBatches(t *testing.T) {
+	f, c := newClusterFixture(t)
+	f.createClusterProducts(c, 0, true)
+	// Contiguous ids on each shard, written to the local tables.
+	for i, node := range []int{0, 2} {
+		q := fmt.Sprintf("INSERT INTO %s.products SELECT %d + number + 1, 'c', toDecimal64(1, 2), now() FROM numbers(20000)", f.db, i*20000)
+		if err := c.Nodes[node].Exec(context.Background(), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.writeSpec("by_category", summingSpec+"cluster: auto\nbackfill:\n  initial_batch_rows: 2000\n  max_batch_rows: 2000\n")
+	r := f.mustRun("apply", "--auto-approve", f.dir)
+	f.settle(c, 40000, "products", "by_category_data")
+	f.assertClusterExact()
+	if !strings.Contains(r.stderr, "equals an earlier batch") {
+		t.Fatalf("no batch was caught as a duplicate of another; the test did not test anything:\n%s", r.stderr)
+	}
+	if got := f.scalar("SELECT sum(cnt) FROM by_category_dist"); got != "40000" {
+		t.Fatalf("sum(cnt) %s, want 40000\n%s", got, r.stdout)
+	}
 }

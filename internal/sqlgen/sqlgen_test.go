@@ -288,9 +288,11 @@ func TestErrors(t *testing.T) {
 			return MV{Spec: withSpec(func(s *specs.Spec) { s.Backfill.KeyColumn = "" })}.CreateMV(1, false)
 		}, "key_column is empty"},
 		{"batch without upper bound", func() (string, error) { return MV{Spec: base}.BackfillBatch(Range{After: i64(1)}, false) }, "upper key bound"},
-		{"ordered batch without order_by", func() (string, error) {
-			return MV{Spec: withSpec(func(s *specs.Spec) { s.OrderBy = nil })}.BackfillBatch(Range{UpTo: i64(1)}, true)
-		}, "needs order_by"},
+		{"ordered batch of aggregate states only", func() (string, error) {
+			return MV{Spec: withSpec(func(s *specs.Spec) {
+				s.Columns = []specs.Column{{Name: "category", Type: "AggregateFunction(any, String)"}, {Name: "cnt", Type: "AggregateFunction(count)"}, {Name: "total_price", Type: "AggregateFunction(sum, Decimal(18, 2))"}}
+			})}.BackfillBatch(Range{UpTo: i64(1)}, true)
+		}, "not an aggregate state"},
 		{"distributed without cluster", func() (string, error) { return MV{Spec: base}.CreateDistributed(true) }, "needs a cluster"},
 		{"no columns", func() (string, error) {
 			return MV{Spec: withSpec(func(s *specs.Spec) { s.Columns = nil })}.CreateTarget(false)

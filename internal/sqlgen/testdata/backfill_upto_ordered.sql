@@ -1,1 +1,1 @@
-INSERT INTO `shop`.`category_totals` (`category`, `cnt`, `total_price`) SELECT `category`, `cnt`, `total_price` FROM (SELECT category, count() AS cnt, sum(price) AS total_price FROM `shop`.`products` WHERE `id` <= 1000 GROUP BY category) ORDER BY `category`
+INSERT INTO `shop`.`category_totals` (`category`, `cnt`, `total_price`) SELECT `category`, `cnt`, `total_price` FROM (SELECT category, count() AS cnt, sum(price) AS total_price FROM `shop`.`products` WHERE `id` <= 1000 GROUP BY category) ORDER BY `category`, `cnt`, `total_price`
