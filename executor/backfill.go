@@ -475,13 +475,9 @@ func (r *run) backfillCopy(ctx context.Context, n *planner.Node, sp *state.Shard
 		if err := r.runBatch(bctx, n, sp, lo, hi, rows, mode, 0); err != nil {
 			return err
 		}
-		if err := r.e.Store.CompleteBatch(bctx, r.job.ID, sp.Shard, sp.Replica, hi, rows); err != nil {
+		if err := r.record(bctx, sp, hi, rows); err != nil {
 			return err
 		}
-		sp.LastProcessedID = &hi
-		sp.ProcessedRows += rows
-		r.job.ProcessedRows += rows
-		r.job.LastProcessedID = &hi
 		r.emit(Event{Kind: EventProgress, Step: planner.StepBackfill, Shard: sp.Shard, Message: fmt.Sprintf("(%d, %d] %d rows in %s", lo, hi, rows, time.Since(start).Round(time.Millisecond))})
 		if sorted {
 			width = adapt(width, time.Since(start), target, int64(spec.Backfill.MaxBatchRows))
@@ -489,6 +485,33 @@ func (r *run) backfillCopy(ctx context.Context, n *planner.Node, sp *state.Shard
 	}
 	sp.Status = state.StatusCompleted
 	return r.e.Store.UpsertShard(ctx, r.job.ID, *sp)
+}
+
+// record checkpoints a written batch: in the job store first, then in
+// memory.
+func (r *run) record(ctx context.Context, sp *state.ShardProgress, hi, rows int64) error {
+	if err := r.e.Store.CompleteBatch(ctx, r.job.ID, sp.Shard, sp.Replica, hi, rows); err != nil {
+		return err
+	}
+	sp.LastProcessedID = &hi
+	sp.ProcessedRows += rows
+	r.job.ProcessedRows += rows
+	r.job.LastProcessedID = &hi
+	return nil
+}
+
+// rerun runs the range of an interrupted batch again, exactly, in a mode
+// where what the first attempt wrote is dropped as a duplicate, and records
+// it.
+func (r *run) rerun(ctx context.Context, n *planner.Node, sp *state.ShardProgress, lo, hi int64, mode batchMode, since int64) error {
+	rows, err := r.countRange(ctx, n, lo, hi)
+	if err != nil {
+		return err
+	}
+	if err := r.runBatch(ctx, n, sp, lo, hi, rows, mode, since); err != nil {
+		return err
+	}
+	return r.record(ctx, sp, hi, rows)
 }
 
 // adapt scales the key range of the next batch toward the target duration,
@@ -735,21 +758,8 @@ func (r *run) resolveInflight(ctx context.Context, cur *planner.Node, sp *state.
 		if err != nil {
 			return fmt.Errorf("shard %d: bad in-flight marker %q", sp.Shard, sp.InflightQueryID)
 		}
-		rows, err := r.countRange(ctx, cur, lo, hi)
-		if err != nil {
-			return err
-		}
 		r.emit(Event{Kind: EventStep, Step: planner.StepResumeBackfill, Shard: sp.Shard, Message: fmt.Sprintf("running the interrupted batch (%d, %d] again on %s: what it wrote is deduplicated", lo, hi, cur.Addr)})
-		if err := r.runBatch(ctx, cur, sp, lo, hi, rows, modeBlocks, since); err != nil {
-			return err
-		}
-		if err := r.e.Store.CompleteBatch(ctx, r.job.ID, sp.Shard, sp.Replica, hi, rows); err != nil {
-			return err
-		}
-		sp.LastProcessedID = &hi
-		sp.ProcessedRows += rows
-		r.job.ProcessedRows += rows
-		return nil
+		return r.rerun(ctx, cur, sp, lo, hi, modeBlocks, since)
 	}
 	n := r.node(addr)
 	if n == nil && len(r.topo.Nodes) == 1 {
@@ -769,12 +779,9 @@ func (r *run) resolveInflight(ctx context.Context, cur *planner.Node, sp *state.
 		if err != nil {
 			return err
 		}
-		if err := r.e.Store.CompleteBatch(ctx, r.job.ID, sp.Shard, sp.Replica, hi, rows); err != nil {
+		if err := r.record(ctx, sp, hi, rows); err != nil {
 			return err
 		}
-		sp.LastProcessedID = &hi
-		sp.ProcessedRows += rows
-		r.job.ProcessedRows += rows
 		r.log().Info("interrupted batch was written", "lo", lo, "hi", hi, "why", why)
 	case batchNotWritten:
 		r.log().Info("interrupted batch was not written: running it again", "lo", lo, "hi", hi, "why", why)
@@ -783,20 +790,7 @@ func (r *run) resolveInflight(ctx context.Context, cur *planner.Node, sp *state.
 			// The same range again carries the same token: a block already
 			// written is dropped as a duplicate.
 			r.log().Info("interrupted batch outcome unknown: retrying with the same deduplication token", "lo", lo, "hi", hi)
-			rows, err := r.countRange(ctx, cur, lo, hi)
-			if err != nil {
-				return err
-			}
-			if err := r.runBatch(ctx, cur, sp, lo, hi, rows, modeToken, 0); err != nil {
-				return err
-			}
-			if err := r.e.Store.CompleteBatch(ctx, r.job.ID, sp.Shard, sp.Replica, hi, rows); err != nil {
-				return err
-			}
-			sp.LastProcessedID = &hi
-			sp.ProcessedRows += rows
-			r.job.ProcessedRows += rows
-			return nil
+			return r.rerun(ctx, cur, sp, lo, hi, modeToken, 0)
 		}
 		msg := fmt.Sprintf("shard %d: the backfill batch %s in (%d, %d] (query id %s on %s) may or may not have been written (%s). "+
 			"Compare the target with the source for that range, then rebuild with `shirath mv backfill %s --restart`",

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -139,25 +138,10 @@ func TestApplyKilledMidBackfill(t *testing.T) {
 	defer cancel()
 	// Kill three times, at growing progress, each time in a new apply.
 	for _, frac := range []float64{0.2, 0.45, 0.7} {
-		cmd := f.command(ctx, "apply", "--auto-approve", f.dir)
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		deadline := time.Now().Add(3 * time.Minute)
-		for {
+		f.startApply(ctx, fmt.Sprintf("backfill at %.0f%%", frac*100), 3*time.Minute, func() bool {
 			st, processed, total, ok := f.job("by_category")
-			if ok && st == "backfilling" && total > 0 && float64(processed) >= frac*float64(total) {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("the backfill did not get to %.0f%%: status %q %d/%d", frac*100, st, processed, total)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		cmd.Wait()
+			return ok && st == "backfilling" && total > 0 && float64(processed) >= frac*float64(total)
+		}).kill()
 		st, p, tot, _ := f.job("by_category")
 		t.Logf("killed at %s %d/%d", st, p, tot)
 		if st != "backfilling" || p >= tot {
@@ -188,22 +172,10 @@ func TestApplyKilledDuringCreation(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := f.command(ctx, "apply", "--auto-approve", f.dir)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(time.Minute)
-	for {
-		if st, _, _, ok := f.job("by_category"); ok && st == "creating" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the job never reached creating")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	cmd.Process.Signal(syscall.SIGKILL)
-	cmd.Wait()
+	f.startApply(ctx, "status creating", time.Minute, func() bool {
+		st, _, _, ok := f.job("by_category")
+		return ok && st == "creating"
+	}).kill()
 
 	r := f.mustRun("apply", "--auto-approve", f.dir)
 	if !strings.Contains(r.stdout, "never verified") {
@@ -223,29 +195,17 @@ func TestTwoAppliesAtOnce(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	first := f.command(ctx, "apply", "--auto-approve", f.dir)
-	var firstOut strings.Builder
-	first.Stdout = &firstOut
-	if err := first.Start(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(time.Minute)
-	for {
-		if st, _, _, ok := f.job("by_category"); ok && st == "backfilling" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the first apply never reached the backfill")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	first := f.startApply(ctx, "the backfill", time.Minute, func() bool {
+		st, _, _, ok := f.job("by_category")
+		return ok && st == "backfilling"
+	})
 	second := f.run("apply", "--auto-approve", f.dir)
 	if second.code != 1 || !strings.Contains(second.stderr, "is locked by apply pid") {
 		t.Fatalf("second apply: exit %d, want 1 naming the lock holder\nstdout:\n%s\nstderr:\n%s", second.code, second.stdout, second.stderr)
 	}
 	third := f.mustRun("apply", "--auto-approve", "--wait-lock", f.dir)
-	if err := first.Wait(); err != nil {
-		t.Fatalf("first apply: %v\n%s", err, firstOut.String())
+	if err := first.wait(); err != nil {
+		t.Fatalf("first apply: %v\n%s", err, first.stdout.String())
 	}
 	t.Logf("third apply:\n%s", third.stdout)
 	f.assertSummingExact()
@@ -370,23 +330,10 @@ func TestAmbiguousBatchNeedsAttention(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := f.command(ctx, "apply", "--auto-approve", f.dir)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(3 * time.Minute)
-	for {
+	f.startApply(ctx, "the first batches", 3*time.Minute, func() bool {
 		st, p, tot, _ := f.job("by_category")
-		if st == "backfilling" && p > 0 && p < tot/2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("never caught the backfill: %s %d/%d", st, p, tot)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	cmd.Process.Signal(syscall.SIGKILL)
-	cmd.Wait()
+		return st == "backfilling" && p > 0 && p < tot/2
+	}).kill()
 
 	// Forge an unresolvable in-flight batch just above the recorded progress.
 	conn, err := pgx.Connect(ctx, f.pg)

@@ -183,31 +183,15 @@ func TestClusterNodeStoppedDuringApply(t *testing.T) {
 	w := f.startWriter("products_dist", prefill, 100, 50*time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := f.command(ctx, "apply", "--auto-approve", f.dir)
-	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
 	// Stop the node once shard 2 (backfilled after shard 1) is under way.
-	deadline := time.Now().Add(3 * time.Minute)
-	for {
-		st, p, tot, _ := f.job("by_category")
-		if st == "backfilling" && f.shardProcessed("by_category", 2) > 0 {
-			break
-		}
-		if time.Now().After(deadline) || st == "completed" || st == "failed" {
-			cmd.Process.Kill()
-			cmd.Wait()
-			t.Fatalf("never caught the backfill of shard 2: %s %d/%d (writer: %d rows, %d failed INSERTs, first error %v)\n%s\n%s",
-				st, p, tot, w.rows.Load(), w.errs, w.err, out.String(), errb.String())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	apply := f.startApply(ctx, "the backfill of shard 2", 3*time.Minute, func() bool {
+		st, _, _, _ := f.job("by_category")
+		return st == "backfilling" && f.shardProcessed("by_category", 2) > 0
+	})
 	f.env.StopNode(t, victim)
-	err := cmd.Wait()
-	t.Logf("first apply (err %v):\n%s\n%s", err, out.String(), errb.String())
-	if err != nil && !strings.Contains(errb.String(), victimAddr) {
+	err := apply.wait()
+	t.Logf("first apply (err %v):\n%s\n%s", err, apply.stdout.String(), apply.stderr.String())
+	if err != nil && !strings.Contains(apply.stderr.String(), victimAddr) {
 		t.Fatalf("the failed apply does not name the stopped node %s", victimAddr)
 	}
 
@@ -258,31 +242,19 @@ func TestClusterWholeShardDown(t *testing.T) {
 	w := f.startWriter("products_dist", prefill, 100, 50*time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := f.command(ctx, "apply", "--auto-approve", f.dir)
-	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(3 * time.Minute)
-	for f.shardProcessed("by_category", 1) == 0 {
-		if st, _, _, _ := f.job("by_category"); time.Now().After(deadline) || st == "completed" || st == "failed" {
-			cmd.Process.Kill()
-			cmd.Wait()
-			t.Fatalf("never caught the backfill of shard 1: %s\n%s\n%s", st, out.String(), errb.String())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	apply := f.startApply(ctx, "the backfill of shard 1", 3*time.Minute, func() bool {
+		return f.shardProcessed("by_category", 1) > 0
+	})
 	done := make(chan struct{})
 	go func() { defer close(done); f.env.StopNode(t, "n4") }()
 	f.env.StopNode(t, "n3")
 	<-done
-	err := cmd.Wait()
-	t.Logf("first apply (err %v):\n%s\n%s", err, out.String(), errb.String())
+	err := apply.wait()
+	t.Logf("first apply (err %v):\n%s\n%s", err, apply.stdout.String(), apply.stderr.String())
 	if err == nil {
 		t.Fatal("the apply succeeded with shard 2 down")
 	}
-	if !strings.Contains(errb.String(), c.Addrs[2]) && !strings.Contains(errb.String(), "shard 2") {
+	if !strings.Contains(apply.stderr.String(), c.Addrs[2]) && !strings.Contains(apply.stderr.String(), "shard 2") {
 		t.Fatalf("the failure names neither shard 2 nor %s", c.Addrs[2])
 	}
 	shard1 := f.shardProcessed("by_category", 1)

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -236,4 +237,51 @@ func (f *fixture) scalar(q string) string {
 		f.t.Fatalf("%s: %d rows", q, len(r))
 	}
 	return r[0]
+}
+
+// background is a shirath apply running beside the test.
+type background struct {
+	cmd            *exec.Cmd
+	stdout, stderr strings.Builder // read only once done is closed
+	done           chan struct{}
+	err            error
+}
+
+// startApply starts `shirath apply --auto-approve` on the fixture's specs and
+// returns once ready() holds. When that does not happen within the timeout,
+// or the apply ends first, it fails the test with what the apply printed.
+func (f *fixture) startApply(ctx context.Context, what string, timeout time.Duration, ready func() bool) *background {
+	f.t.Helper()
+	b := &background{cmd: f.command(ctx, "apply", "--auto-approve", f.dir), done: make(chan struct{})}
+	b.cmd.Stdout, b.cmd.Stderr = &b.stdout, &b.stderr
+	if err := b.cmd.Start(); err != nil {
+		f.t.Fatal(err)
+	}
+	go func() { b.err = b.cmd.Wait(); close(b.done) }()
+	deadline := time.Now().Add(timeout)
+	for !ready() {
+		select {
+		case <-b.done:
+			f.t.Fatalf("the apply ended (%v) before %s:\n%s\n%s", b.err, what, b.stdout.String(), b.stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			b.kill()
+			f.t.Fatalf("no %s within %s:\n%s\n%s", what, timeout, b.stdout.String(), b.stderr.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return b
+}
+
+// kill ends the apply with SIGKILL, as a crash would.
+func (b *background) kill() {
+	b.cmd.Process.Signal(syscall.SIGKILL)
+	<-b.done
+}
+
+// wait waits for the apply to end by itself.
+func (b *background) wait() error {
+	<-b.done
+	return b.err
 }
