@@ -242,7 +242,7 @@ func (r *run) globalMax(ctx context.Context) (int64, error) {
 
 func (r *run) maxKey(ctx context.Context, n *planner.Node) (int64, error) {
 	var m int64
-	q := fmt.Sprintf("SELECT toInt64(max(%s)) FROM %s", sqlgen.Ident(r.c.Spec.Backfill.KeyColumn), sqlgen.Table(r.c.Database, r.c.Spec.SourceTable))
+	q := r.mv.MaxKey()
 	if err := n.Conn.QueryRow(ctx, q).Scan(&m); err != nil {
 		return 0, fmt.Errorf("read max(%s) on %s: %w", r.c.Spec.Backfill.KeyColumn, n.Addr, err)
 	}
@@ -314,8 +314,7 @@ func (r *run) waitSource(ctx context.Context) error {
 		return err
 	}
 	var total int64
-	key := sqlgen.Ident(r.c.Spec.Backfill.KeyColumn)
-	q := fmt.Sprintf("SELECT toInt64(count()), toInt64(min(%s)) FROM %s WHERE %s <= %d", key, sqlgen.Table(r.c.Database, r.c.Spec.SourceTable), key, f)
+	q := r.mv.CountUpTo(f)
 	for _, group := range r.copies() {
 		n := firstHealthy(group)
 		if n == nil {
@@ -530,10 +529,8 @@ func adapt(width int64, took, target time.Duration, max int64) int64 {
 }
 
 func (r *run) countRange(ctx context.Context, n *planner.Node, lo, hi int64) (int64, error) {
-	key := sqlgen.Ident(r.c.Spec.Backfill.KeyColumn)
 	var c int64
-	q := fmt.Sprintf("SELECT toInt64(count()) FROM %s WHERE %s > %d AND %s <= %d", sqlgen.Table(r.c.Database, r.c.Spec.SourceTable), key, lo, key, hi)
-	if err := n.Conn.QueryRow(ctx, q).Scan(&c); err != nil {
+	if err := n.Conn.QueryRow(ctx, r.mv.CountRange(lo, hi)).Scan(&c); err != nil {
 		return 0, fmt.Errorf("count (%d, %d] on %s: %w", lo, hi, n.Addr, err)
 	}
 	return c, nil
@@ -938,7 +935,7 @@ func (r *run) syncSource(ctx context.Context, n *planner.Node) error {
 	}
 	sctx, cancel := context.WithTimeout(ctx, r.e.Opts.InsertWaitTimeout)
 	defer cancel()
-	q := "SYSTEM SYNC REPLICA " + sqlgen.Table(r.c.Database, r.c.Spec.SourceTable)
+	q := r.mv.SyncSource()
 	if err := n.Conn.Exec(clickhouse.Context(sctx, clickhouse.WithSettings(clickhouse.Settings{"receive_timeout": int(r.e.Opts.InsertWaitTimeout.Seconds())})), q); err != nil {
 		return fmt.Errorf("%s on %s (the replica must have every row up to the fence before it is backfilled): %w", q, n.Addr, err)
 	}
