@@ -142,8 +142,8 @@ func builtinCluster(name string) bool {
 }
 
 // ResolveCluster turns a spec's cluster field into a cluster name: "" stays
-// "" (a single node), "auto" detects the one real cluster (or "" when there is
-// none), and a name must exist.
+// "" (a single node), "auto" detects the one real cluster (and fails when
+// there is none or several), and a name must exist.
 func (c *Connector) ResolveCluster(ctx context.Context, want string) (string, error) {
 	if want == "" {
 		return "", nil
@@ -181,7 +181,7 @@ func (c *Connector) ResolveCluster(ctx context.Context, want string) (string, er
 	}
 	switch len(real) {
 	case 0:
-		return "", nil
+		return "", fmt.Errorf("%w: cluster: auto found no cluster on %s besides ClickHouse's built-in examples (%s): remove cluster: for a single node, or name the cluster", ErrNoCluster, c.Seed, strings.Join(all, ", "))
 	case 1:
 		return real[0], nil
 	}

@@ -372,3 +372,25 @@ func TestAmbiguousBatchNeedsAttention(t *testing.T) {
 		t.Fatalf("after the rebuild: %s", st)
 	}
 }
+
+// TestClusterResolution: on a server whose only clusters are ClickHouse's
+// built-in examples, cluster: auto fails and asks for a name, and a named
+// cluster must exist.
+func TestClusterResolution(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.createProducts(100)
+	f.writeSpec("by_category", summingSpec+"cluster: auto\n")
+	r := f.run("apply", "--auto-approve", f.dir)
+	if r.code != 1 || !strings.Contains(r.stdout, "found no cluster") || !strings.Contains(r.stdout, "test_shard_localhost") {
+		t.Fatalf("cluster: auto on a single node: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	f.writeSpec("by_category", summingSpec+"cluster: no_such_cluster\n")
+	r = f.run("apply", "--auto-approve", f.dir)
+	if r.code != 1 || !strings.Contains(r.stdout, `cluster "no_such_cluster" is not in system.clusters`) {
+		t.Fatalf("a cluster that does not exist: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if _, _, _, ok := f.job("by_category"); ok {
+		t.Fatal("a job was created for a spec whose cluster cannot be resolved")
+	}
+}

@@ -201,6 +201,17 @@ func TestClusterNodeStoppedDuringApply(t *testing.T) {
 		t.Fatalf("the plan does not name the stopped node %s", victimAddr)
 	}
 
+	// Dropping needs every node: refused at once, naming the node, and
+	// nothing is dropped anywhere.
+	start := time.Now()
+	d := f.run("mv", "drop", f.db+".by_category")
+	if d.code != 1 || !strings.Contains(d.stderr, victimAddr) || time.Since(start) > 20*time.Second {
+		t.Fatalf("destroy with %s down: exit %d after %s\n%s%s", victimAddr, d.code, time.Since(start), d.stdout, d.stderr)
+	}
+	if n := f.scalar(fmt.Sprintf("SELECT count() FROM system.tables WHERE database = '%s' AND name = 'by_category'", f.db)); n != "1" {
+		t.Fatalf("the refused destroy dropped the MV on the node it ran on")
+	}
+
 	f.env.StartNode(t, victim)
 	w.Stop(t)
 	r := f.mustRun("apply", "--auto-approve", "--wait-lock", f.dir)
