@@ -132,9 +132,10 @@ func progressPercent(s Status, processed, total int64) float64 {
 	return math.Min(math.Max(p, 0), 100)
 }
 
-// jobView is the REST view of a job: fixed snake_case names, timestamps in
-// RFC 3339 UTC, nulls for what is not known, never Go zero values.
-type jobView struct {
+// JobView is the REST view of a job: fixed snake_case names, timestamps in
+// RFC 3339 UTC, nulls for what is not known, never Go zero values. It is
+// exported so that API clients decode the view with the type that writes it.
+type JobView struct {
 	ID              int64       `json:"id"`
 	Name            string      `json:"name"`
 	Database        string      `json:"database"`
@@ -151,10 +152,11 @@ type jobView struct {
 	ErrorMessage    *string     `json:"error_message"`
 	CreatedAt       string      `json:"created_at"`
 	UpdatedAt       string      `json:"updated_at"`
-	Shards          []shardView `json:"shards"`
+	Shards          []ShardView `json:"shards"`
 }
 
-type shardView struct {
+// ShardView is the REST view of one shard's backfill progress.
+type ShardView struct {
 	Shard           int     `json:"shard"`
 	Replica         string  `json:"replica"`
 	Status          Status  `json:"status"`
@@ -168,7 +170,7 @@ type shardView struct {
 // receiver so that a Job renders the same whether marshalled by value or
 // through a pointer.
 func (j Job) MarshalJSON() ([]byte, error) {
-	v := jobView{
+	v := JobView{
 		ID:              j.ID,
 		Name:            j.Name,
 		Database:        j.Database,
@@ -185,14 +187,14 @@ func (j Job) MarshalJSON() ([]byte, error) {
 		ErrorMessage:    nullString(j.ErrorMessage),
 		CreatedAt:       rfc3339(j.InsertedAt),
 		UpdatedAt:       rfc3339(j.UpdatedAt),
-		Shards:          make([]shardView, 0, len(j.Shards)),
+		Shards:          make([]ShardView, 0, len(j.Shards)),
 	}
 	if v.Nodes == nil {
 		v.Nodes = []string{}
 	}
 	for i := range j.Shards {
 		p := &j.Shards[i]
-		v.Shards = append(v.Shards, shardView{
+		v.Shards = append(v.Shards, ShardView{
 			Shard:           p.Shard,
 			Replica:         p.Replica,
 			Status:          p.Status,

@@ -56,6 +56,16 @@ func (m *MVCmd) client() (*server.Client, error) {
 	return &server.Client{BaseURL: m.Server, Token: strings.TrimSpace(tok)}, nil
 }
 
+// target parses the MV argument of a subcommand (name or database.name)
+// and returns the API client, nil without --server.
+func (m *MVCmd) target(arg string) (db, name string, cl *server.Client, err error) {
+	if db, name, err = server.ParseKey(arg); err != nil {
+		return "", "", nil, err
+	}
+	cl, err = m.client()
+	return db, name, cl, err
+}
+
 // MVCreateCmd is `shirath mv create`.
 type MVCreateCmd struct {
 	File     string        `name:"file" short:"f" type:"existingfile" help:"Spec file (YAML), instead of the flags below."`
@@ -180,8 +190,8 @@ func (c *MVCreateCmd) Run(a *app, ctx context.Context, m *MVCmd) error {
 	defer st.Close()
 	for _, s := range ss {
 		key := server.Key(s.Database, s.Name)
-		job, err := st.GetJob(ctx, s.Database, s.Name)
-		if err != nil && !errors.Is(err, state.ErrNotFound) {
+		job, err := findJob(ctx, st, s.Database, s.Name)
+		if err != nil {
 			return err
 		}
 		if job != nil && job.SpecHash != specs.Hash(s) {
@@ -245,11 +255,11 @@ func follow(ctx context.Context, w io.Writer, cl *server.Client, key string) err
 			last = line
 		}
 		switch {
-		case mv.Status == string(state.StatusCompleted):
+		case mv.Status == state.StatusCompleted:
 			return nil
 		case mv.Reconcile != nil && mv.Reconcile.Terminal:
 			return fmt.Errorf("%s: %s: %s", key, mv.Reconcile.State, mv.Reconcile.Message)
-		case mv.Status == string(state.StatusNeedsAttention):
+		case mv.Status == state.StatusNeedsAttention:
 			return fmt.Errorf("%s needs attention: %s", key, deref(mv.ErrorMessage))
 		}
 		select {
@@ -296,11 +306,7 @@ func (c *MVListCmd) Run(a *app, ctx context.Context, m *MVCmd) error {
 		if err != nil {
 			return err
 		}
-		views, err := server.Views(jobs, server.StoredSpecs(recs), nil)
-		if err != nil {
-			return err
-		}
-		if err := recode(views, &mvs); err != nil {
+		if mvs, err = localMVs(jobs, recs); err != nil {
 			return err
 		}
 	}
@@ -318,12 +324,52 @@ func nonNilMVs(m []server.MV) []server.MV {
 	return m
 }
 
-func recode(in, out any) error {
-	b, err := json.Marshal(in)
+// localMVs shows jobs and stored specs as the API would, without the
+// daemon's reconcile condition, so that both ways print the same.
+func localMVs(jobs []*state.Job, recs []*state.SpecRecord) ([]server.MV, error) {
+	views, err := server.Views(jobs, server.StoredSpecs(recs), nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return json.Unmarshal(b, out)
+	b, err := json.Marshal(views)
+	if err != nil {
+		return nil, err
+	}
+	var mvs []server.MV
+	return mvs, json.Unmarshal(b, &mvs)
+}
+
+// findJob returns the MV's job, or nil when it has none.
+func findJob(ctx context.Context, st *state.Store, db, name string) (*state.Job, error) {
+	job, err := st.GetJob(ctx, db, name)
+	if errors.Is(err, state.ErrNotFound) {
+		return nil, nil
+	}
+	return job, err
+}
+
+// findMV returns the MV's job and its stored spec, each nil when missing;
+// an MV with neither does not exist.
+func findMV(ctx context.Context, st *state.Store, db, name string) (*state.Job, *state.SpecRecord, error) {
+	job, err := findJob(ctx, st, db, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	rec, err := st.GetSpec(ctx, db, name)
+	if errors.Is(err, state.ErrNotFound) {
+		rec, err = nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if job == nil && rec == nil {
+		return nil, nil, errNoMV(server.Key(db, name))
+	}
+	return job, rec, nil
+}
+
+func errNoMV(key string) error {
+	return fmt.Errorf("no MV named %s: neither a spec nor a job", key)
 }
 
 func printJSON(w io.Writer, v any) error {
@@ -369,11 +415,7 @@ type MVStatusCmd struct {
 }
 
 func (c *MVStatusCmd) Run(a *app, ctx context.Context, m *MVCmd) error {
-	db, name, err := server.ParseKey(c.Name)
-	if err != nil {
-		return err
-	}
-	cl, err := m.client()
+	db, name, cl, err := m.target(c.Name)
 	if err != nil {
 		return err
 	}
@@ -388,29 +430,20 @@ func (c *MVStatusCmd) Run(a *app, ctx context.Context, m *MVCmd) error {
 			return err
 		}
 		defer st.Close()
-		job, err := st.GetJob(ctx, db, name)
-		if err != nil && !errors.Is(err, state.ErrNotFound) {
-			return err
-		}
-		var recs []*state.SpecRecord
-		if rec, err := st.GetSpec(ctx, db, name); err == nil {
-			recs = append(recs, rec)
-		} else if !errors.Is(err, state.ErrNotFound) {
+		job, rec, err := findMV(ctx, st, db, name)
+		if err != nil {
 			return err
 		}
 		var jobs []*state.Job
 		if job != nil {
 			jobs = append(jobs, job)
 		}
-		if job == nil && len(recs) == 0 {
-			return fmt.Errorf("no MV named %s: neither a spec nor a job", server.Key(db, name))
+		var recs []*state.SpecRecord
+		if rec != nil {
+			recs = append(recs, rec)
 		}
-		views, err := server.Views(jobs, server.StoredSpecs(recs), nil)
+		mvs, err := localMVs(jobs, recs)
 		if err != nil {
-			return err
-		}
-		var mvs []server.MV
-		if err := recode(views, &mvs); err != nil {
 			return err
 		}
 		mv = &mvs[0]
@@ -495,15 +528,11 @@ type MVBackfillCmd struct {
 // --restart, is rebuilt (see server.BackfillRebuilds); a completed job needs
 // --restart.
 func (c *MVBackfillCmd) Run(a *app, ctx context.Context, m *MVCmd) error {
-	db, name, err := server.ParseKey(c.Name)
+	db, name, cl, err := m.target(c.Name)
 	if err != nil {
 		return err
 	}
 	key := server.Key(db, name)
-	cl, err := m.client()
-	if err != nil {
-		return err
-	}
 	if cl != nil {
 		mv, err := cl.Backfill(ctx, key, c.Restart)
 		if err != nil {
@@ -520,28 +549,19 @@ func (c *MVBackfillCmd) Run(a *app, ctx context.Context, m *MVCmd) error {
 		return err
 	}
 	defer st.Close()
-	job, err := st.GetJob(ctx, db, name)
-	if errors.Is(err, state.ErrNotFound) {
-		job, err = nil, nil
-	}
+	job, rec, err := findMV(ctx, st, db, name)
 	if err != nil {
 		return err
 	}
 	var spec *specs.Spec
-	if rec, err := st.GetSpec(ctx, db, name); err == nil {
+	if rec != nil {
 		d := server.StoredSpecs([]*state.SpecRecord{rec})[key]
 		if d.Err != nil {
 			return d.Err
 		}
 		spec = d.Spec
-	} else if !errors.Is(err, state.ErrNotFound) {
+	} else if spec, err = server.JobSpec(job); err != nil {
 		return err
-	} else if job != nil {
-		if spec, err = server.JobSpec(job); err != nil {
-			return err
-		}
-	} else {
-		return fmt.Errorf("no MV named %s: neither a spec nor a job", key)
 	}
 	rebuild, err := server.BackfillRebuilds(job, c.Restart)
 	if err != nil {
@@ -573,15 +593,11 @@ type MVDropCmd struct {
 }
 
 func (c *MVDropCmd) Run(a *app, ctx context.Context, m *MVCmd) error {
-	db, name, err := server.ParseKey(c.Name)
+	db, name, cl, err := m.target(c.Name)
 	if err != nil {
 		return err
 	}
 	key := server.Key(db, name)
-	cl, err := m.client()
-	if err != nil {
-		return err
-	}
 	if cl != nil {
 		if err := cl.Delete(ctx, key); err != nil {
 			return err
@@ -594,10 +610,7 @@ func (c *MVDropCmd) Run(a *app, ctx context.Context, m *MVCmd) error {
 		return err
 	}
 	defer st.Close()
-	job, err := st.GetJob(ctx, db, name)
-	if errors.Is(err, state.ErrNotFound) {
-		job, err = nil, nil
-	}
+	job, err := findJob(ctx, st, db, name)
 	if err != nil {
 		return err
 	}
@@ -607,7 +620,7 @@ func (c *MVDropCmd) Run(a *app, ctx context.Context, m *MVCmd) error {
 		return err
 	}
 	if job == nil && !hadSpec {
-		return fmt.Errorf("no MV named %s: neither a spec nor a job", key)
+		return errNoMV(key)
 	}
 	if job != nil {
 		if err := a.dropJob(ctx, st, job, c.WaitLock); err != nil {

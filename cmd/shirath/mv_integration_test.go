@@ -4,8 +4,6 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -22,18 +20,7 @@ import (
 
 var shirathBin string
 
-func TestMain(m *testing.M) {
-	var cleanup func()
-	var err error
-	shirathBin, cleanup, err = servertest.Build(filepath.Join("..", ".."))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { servertest.Main(m, filepath.Join("..", ".."), &shirathBin) }
 
 // cli runs the command line in this process.
 func cli(t *testing.T, args ...string) (string, int) {
@@ -44,54 +31,9 @@ func cli(t *testing.T, args ...string) (string, int) {
 	return out.String() + errb.String(), code
 }
 
-func mvCtx(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-func mvProducts(t *testing.T, conn driver.Conn, db string, n int) {
-	t.Helper()
-	for _, q := range []string{
-		fmt.Sprintf("CREATE TABLE %s.products (id UInt64, category String, price Decimal(18,2), created_at DateTime) ENGINE = MergeTree ORDER BY id", db),
-		fmt.Sprintf("INSERT INTO %s.products SELECT number + 1, concat('cat', toString(number %% 7)), toDecimal64(number %% 100000, 2) / 100, now() FROM numbers(%d)", db, n),
-	} {
-		if err := conn.Exec(mvCtx(t), q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
-}
-
-func mvAggregate(t *testing.T, conn driver.Conn, q string) string {
-	t.Helper()
-	rows, err := conn.Query(mvCtx(t), q)
-	if err != nil {
-		t.Fatalf("%s: %v", q, err)
-	}
-	defer rows.Close()
-	var b strings.Builder
-	for rows.Next() {
-		var cat, cnt, sum string
-		if err := rows.Scan(&cat, &cnt, &sum); err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintf(&b, "%s %s %s\n", cat, cnt, sum)
-	}
-	return b.String()
-}
-
-func mvExact(t *testing.T, conn driver.Conn, db, target string) {
-	t.Helper()
-	want := mvAggregate(t, conn, fmt.Sprintf("SELECT category, toString(count()), toString(sum(price)) FROM %s.products GROUP BY category ORDER BY category", db))
-	got := mvAggregate(t, conn, fmt.Sprintf("SELECT category, toString(sum(cnt)), toString(sum(total_price)) FROM %s.%s GROUP BY category ORDER BY category", db, target))
-	if want == "" || got != want {
-		t.Fatalf("%s differs from the source's aggregate\ngot:\n%s\nwant:\n%s", target, got, want)
-	}
-}
-
 func mvTables(t *testing.T, conn driver.Conn, db, prefix string) []string {
 	t.Helper()
-	rows, err := conn.Query(mvCtx(t), "SELECT name FROM system.tables WHERE database = ? AND startsWith(name, ?) ORDER BY name", db, prefix)
+	rows, err := conn.Query(servertest.Ctx(t, 5*time.Minute), "SELECT name FROM system.tables WHERE database = ? AND startsWith(name, ?) ORDER BY name", db, prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,13 +55,7 @@ func mvStatusJSON(t *testing.T, args ...string) server.MV {
 	if code != 0 {
 		t.Fatalf("status: %d %s", code, out)
 	}
-	var a struct {
-		Job server.MV `json:"job"`
-	}
-	if err := json.Unmarshal([]byte(out), &a); err != nil {
-		t.Fatalf("decode %s: %v", out, err)
-	}
-	return a.Job
+	return servertest.DecodeJob(t, []byte(out))
 }
 
 const mvQuery = "SELECT category, count() as cnt, sum(price) as total_price FROM {source_table} GROUP BY category"
@@ -132,7 +68,7 @@ func TestMVDirect(t *testing.T) {
 	t.Parallel()
 	env := testenv.Load(t)
 	conn, db := env.SingleDB(t)
-	mvProducts(t, conn, db, 300_000)
+	servertest.Products(t, conn, db, 300_000)
 	g := []string{"--clickhouse", env.CHAddr, "--postgres", env.PostgresDB(t)}
 	key := db + ".by_cat"
 	create := append([]string{"mv", "create", "--name", "by_cat", "--database", db, "--source", "products",
@@ -144,7 +80,7 @@ func TestMVDirect(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "Apply complete!") || !strings.Contains(out, "backfill") {
 		t.Fatalf("mv create: %d\n%s", code, out)
 	}
-	mvExact(t, conn, db, "by_cat_data")
+	servertest.CheckExact(t, conn, db, "by_cat_data")
 
 	out, code = cli(t, append([]string{"mv", "list"}, g...)...)
 	if code != 0 || !strings.Contains(out, key) || !strings.Contains(out, "completed") || !strings.Contains(out, "api") {
@@ -192,7 +128,7 @@ func TestMVDirect(t *testing.T) {
 	if second.Status != "completed" || *second.ID == *first.ID {
 		t.Fatalf("after --restart: %+v (first job %d)", second, *first.ID)
 	}
-	mvExact(t, conn, db, "by_cat_data")
+	servertest.CheckExact(t, conn, db, "by_cat_data")
 
 	// drop removes the view, its tables, the job and the spec.
 	if out, code := cli(t, append([]string{"mv", "drop", key}, g...)...); code != 0 {
@@ -214,7 +150,7 @@ func TestMVDirect(t *testing.T) {
 	if out, code := cli(t, append([]string{"mv", "create", "-f", file}, g...)...); code != 0 || !strings.Contains(out, "Apply complete!") {
 		t.Fatalf("create -f: %d\n%s", code, out)
 	}
-	mvExact(t, conn, db, "from_file_data")
+	servertest.CheckExact(t, conn, db, "from_file_data")
 }
 
 // TestMVThroughServer runs the mv commands through a running daemon's API.
@@ -222,7 +158,7 @@ func TestMVThroughServer(t *testing.T) {
 	t.Parallel()
 	env := testenv.Load(t)
 	conn, db := env.SingleDB(t)
-	mvProducts(t, conn, db, 300_000)
+	servertest.Products(t, conn, db, 300_000)
 	const token = "cli-token"
 	d := servertest.Start(t, shirathBin, servertest.Env{CHAddr: env.CHAddr, PGURL: env.PostgresDB(t), Token: token})
 	tokenFile := filepath.Join(t.TempDir(), "token")
@@ -240,7 +176,7 @@ func TestMVThroughServer(t *testing.T) {
 	if code != 0 || !strings.Contains(out, key+": created") || !strings.Contains(out, "completed 100.0%") {
 		t.Fatalf("mv create --server --wait: %d\n%s", code, out)
 	}
-	mvExact(t, conn, db, "by_cat_data")
+	servertest.CheckExact(t, conn, db, "by_cat_data")
 
 	if out, code := cli(t, "mv", "list", "--server", d.URL, "--token-file", tokenFile); code != 0 || !strings.Contains(out, key) || !strings.Contains(out, "synced") {
 		t.Fatalf("mv list: %d\n%s", code, out)
@@ -259,7 +195,7 @@ func TestMVThroughServer(t *testing.T) {
 	if second.ID == nil || *second.ID == *first.ID {
 		t.Fatalf("--restart did not rebuild: job %v, was %v", second.ID, first.ID)
 	}
-	mvExact(t, conn, db, "by_cat_data")
+	servertest.CheckExact(t, conn, db, "by_cat_data")
 
 	if out, code := cli(t, "mv", "list", "--server", d.URL); code != 1 || !strings.Contains(out, "unauthorized") {
 		t.Fatalf("mv list without a token: %d\n%s", code, out)

@@ -10,41 +10,19 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/shirath/shirath/state"
 )
 
 // MV is a client's reading of one MV of the API (see View for what each
-// field means).
+// field means): the job store's view of the job, plus the daemon's fields.
 type MV struct {
-	ID              *int64     `json:"id"`
-	Name            string     `json:"name"`
-	Database        string     `json:"database"`
-	SourceTable     string     `json:"source_table"`
-	TargetTable     string     `json:"target_table"`
-	Status          string     `json:"status"`
-	ClusterName     *string    `json:"cluster_name"`
-	Nodes           []string   `json:"nodes"`
-	CutoffID        *int64     `json:"cutoff_id"`
-	TotalRows       int64      `json:"total_rows"`
-	ProcessedRows   int64      `json:"processed_rows"`
-	LastProcessedID *int64     `json:"last_processed_id"`
-	ProgressPercent float64    `json:"progress_percent"`
-	ErrorMessage    *string    `json:"error_message"`
-	CreatedAt       string     `json:"created_at"`
-	UpdatedAt       string     `json:"updated_at"`
-	Shards          []MVShard  `json:"shards"`
-	Origin          *string    `json:"origin"`
-	Reconcile       *Condition `json:"reconcile"`
-}
-
-// MVShard is the backfill progress of one shard.
-type MVShard struct {
-	Shard           int     `json:"shard"`
-	Replica         string  `json:"replica"`
-	Status          string  `json:"status"`
-	TotalRows       int64   `json:"total_rows"`
-	ProcessedRows   int64   `json:"processed_rows"`
-	LastProcessedID *int64  `json:"last_processed_id"`
-	ProgressPercent float64 `json:"progress_percent"`
+	// ID is null for a spec not started yet, so it replaces JobView's id; it
+	// stands first so that an MV encodes its fields in the API's order.
+	ID *int64 `json:"id"`
+	state.JobView
+	Origin    *string    `json:"origin"`
+	Reconcile *Condition `json:"reconcile"`
 }
 
 // Key is database.name.

@@ -26,80 +26,12 @@ import (
 
 var bin string
 
-func TestMain(m *testing.M) {
-	root, err := os.Getwd()
-	if err == nil {
-		root = filepath.Join(root, "..", "..")
-	}
-	var cleanup func()
-	bin, cleanup, err = servertest.Build(root)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	cleanup()
-	os.Exit(code)
-}
-
-func ctxT(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-// products creates db.products as in the original design and fills it with
-// n rows server side: ids 1..n, 13 categories, prices with cents.
-func products(t *testing.T, conn driver.Conn, db string, n int) {
-	t.Helper()
-	ctx := ctxT(t, 5*time.Minute)
-	for _, q := range []string{
-		fmt.Sprintf("CREATE TABLE %s.products (id UInt64, category String, price Decimal(18,2), created_at DateTime) ENGINE = MergeTree ORDER BY id", db),
-		fmt.Sprintf("INSERT INTO %s.products SELECT number + 1, concat('cat', toString(number %% 13)), toDecimal64(number %% 100000, 2) / 100, toDateTime('2024-01-01 00:00:00') + number FROM numbers(%d)", db, n),
-	} {
-		if err := conn.Exec(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
-}
-
-// aggregate reads "category count sum" lines, with sums printed by the
-// server (exact decimals).
-func aggregate(t *testing.T, conn driver.Conn, q string) string {
-	t.Helper()
-	rows, err := conn.Query(ctxT(t, time.Minute), q)
-	if err != nil {
-		t.Fatalf("%s: %v", q, err)
-	}
-	defer rows.Close()
-	var b strings.Builder
-	for rows.Next() {
-		var cat, cnt, sum string
-		if err := rows.Scan(&cat, &cnt, &sum); err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintf(&b, "%s %s %s\n", cat, cnt, sum)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return b.String()
-}
-
-// checkExact compares the target with the aggregate of the source.
-func checkExact(t *testing.T, conn driver.Conn, db, target string) {
-	t.Helper()
-	want := aggregate(t, conn, fmt.Sprintf("SELECT category, toString(count()), toString(sum(price)) FROM %s.products GROUP BY category ORDER BY category", db))
-	got := aggregate(t, conn, fmt.Sprintf("SELECT category, toString(sum(cnt)), toString(sum(total_price)) FROM %s.%s GROUP BY category ORDER BY category", db, target))
-	if want == "" || got != want {
-		t.Fatalf("target %s differs from the source's aggregate\ngot:\n%s\nwant:\n%s", target, got, want)
-	}
-}
+func TestMain(m *testing.M) { servertest.Main(m, filepath.Join("..", ".."), &bin) }
 
 func tableExists(t *testing.T, conn driver.Conn, db, name string) bool {
 	t.Helper()
 	var n uint64
-	if err := conn.QueryRow(ctxT(t, time.Minute), "SELECT count() FROM system.tables WHERE database = ? AND name = ?", db, name).Scan(&n); err != nil {
+	if err := conn.QueryRow(servertest.Ctx(t, time.Minute), "SELECT count() FROM system.tables WHERE database = ? AND name = ?", db, name).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n > 0
@@ -147,7 +79,7 @@ func do(t *testing.T, method, url, token, body string) rawResp {
 	if body != "" {
 		rd = strings.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctxT(t, 5*time.Minute), method, url, rd)
+	req, err := http.NewRequestWithContext(servertest.Ctx(t, 5*time.Minute), method, url, rd)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,13 +121,7 @@ func apiError(t *testing.T, r rawResp) (string, []string) {
 
 func decodeJob(t *testing.T, r rawResp) server.MV {
 	t.Helper()
-	var a struct {
-		Job server.MV `json:"job"`
-	}
-	if err := json.Unmarshal(r.body, &a); err != nil {
-		t.Fatalf("decode %s: %v", r.body, err)
-	}
-	return a.Job
+	return servertest.DecodeJob(t, r.body)
 }
 
 // TestDesignExample runs the original design's curl example against the
@@ -208,7 +134,7 @@ func TestDesignExample(t *testing.T) {
 	env := testenv.Load(t)
 	conn, db := env.SingleDB(t)
 	const n = 1_500_000
-	products(t, conn, db, n)
+	servertest.Products(t, conn, db, n)
 	const token = "s3cret-token"
 	d := servertest.Start(t, bin, servertest.Env{CHAddr: env.CHAddr, PGURL: env.PostgresDB(t), Token: token})
 	key := db + ".products_by_category"
@@ -259,10 +185,10 @@ func TestDesignExample(t *testing.T) {
 	if _, err := time.Parse(time.RFC3339, final.UpdatedAt); err != nil {
 		t.Errorf("updated_at %q: %v", final.UpdatedAt, err)
 	}
-	checkExact(t, conn, db, "products_by_category_data")
+	servertest.CheckExact(t, conn, db, "products_by_category_data")
 
 	// The list holds it.
-	mvs, err := c.List(ctxT(t, time.Minute))
+	mvs, err := c.List(servertest.Ctx(t, time.Minute))
 	if err != nil || len(mvs) != 1 || mvs[0].Key() != key || mvs[0].Status != "completed" {
 		t.Fatalf("list: %v %+v", err, mvs)
 	}
@@ -341,7 +267,7 @@ func TestAPIRefuses(t *testing.T) {
 	t.Parallel()
 	env := testenv.Load(t)
 	conn, db := env.SingleDB(t)
-	products(t, conn, db, 1000)
+	servertest.Products(t, conn, db, 1000)
 	const token = "another-token"
 	d := servertest.Start(t, bin, servertest.Env{CHAddr: env.CHAddr, PGURL: env.PostgresDB(t), Token: token})
 	valid := designBody(db)
@@ -411,7 +337,7 @@ func TestSigtermResumes(t *testing.T) {
 	env := testenv.Load(t)
 	conn, db := env.SingleDB(t)
 	const n = 3_000_000
-	products(t, conn, db, n)
+	servertest.Products(t, conn, db, n)
 	pg := env.PostgresDB(t)
 	denv := servertest.Env{CHAddr: env.CHAddr, PGURL: pg}
 	d1 := servertest.Start(t, bin, denv)
@@ -433,7 +359,7 @@ func TestSigtermResumes(t *testing.T) {
 
 	d2 := servertest.Start(t, bin, denv)
 	c := d2.Client("")
-	first, err := c.Get(ctxT(t, time.Minute), key)
+	first, err := c.Get(servertest.Ctx(t, time.Minute), key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -457,7 +383,7 @@ func TestSigtermResumes(t *testing.T) {
 	if final.ProcessedRows != n {
 		t.Fatalf("processed %d rows, want %d", final.ProcessedRows, n)
 	}
-	checkExact(t, conn, db, "slow_data")
+	servertest.CheckExact(t, conn, db, "slow_data")
 }
 
 // TestFailuresStayApart: a blocked MV (no source table), an invalid spec
@@ -471,7 +397,7 @@ func TestFailuresStayApart(t *testing.T) {
 	env := testenv.Load(t)
 	conn, db := env.SingleDB(t)
 	const n = 2_000_000
-	products(t, conn, db, n)
+	servertest.Products(t, conn, db, n)
 	dir := t.TempDir()
 	good := fmt.Sprintf(`name: from_file
 database: %s
@@ -511,7 +437,7 @@ select_query: SELECT category, count() AS cnt, sum(price) AS total_price FROM {s
 	servertest.WaitFor(t, c, db+".flaky", 3*time.Minute, func(mv *server.MV) bool {
 		return mv.Status == "backfilling" && mv.ProcessedRows > 0
 	})
-	ctx := ctxT(t, 5*time.Minute)
+	ctx := servertest.Ctx(t, 5*time.Minute)
 	if err := conn.Exec(ctx, fmt.Sprintf("RENAME TABLE %s.flaky_data TO %s.flaky_away", db, db)); err != nil {
 		t.Fatal(err)
 	}
@@ -533,7 +459,7 @@ select_query: SELECT category, count() AS cnt, sum(price) AS total_price FROM {s
 	if mv.Origin == nil || *mv.Origin != "file" {
 		t.Fatalf("from_file origin %v", mv.Origin)
 	}
-	checkExact(t, conn, db, "from_file_data")
+	servertest.CheckExact(t, conn, db, "from_file_data")
 
 	// The invalid file is terminal, with the file's error.
 	inv := servertest.WaitFor(t, c, db+".bad_file", time.Minute, func(mv *server.MV) bool {
@@ -564,7 +490,7 @@ select_query: SELECT category, count() AS cnt, sum(price) AS total_price FROM {s
 
 	// The flaky one resumed and counted nothing twice.
 	servertest.WaitFor(t, c, db+".flaky", 3*time.Minute, func(mv *server.MV) bool { return mv.Status == "completed" })
-	checkExact(t, conn, db, "flaky_data")
+	servertest.CheckExact(t, conn, db, "flaky_data")
 
 	// The source appears; a backfill request retries the blocked MV.
 	if err := conn.Exec(ctx, fmt.Sprintf("CREATE TABLE %s.products_later AS %s.products", db, db)); err != nil {
@@ -592,7 +518,7 @@ select_query: SELECT category, count() AS cnt, sum(price) AS total_price FROM {s
 	if after.ProcessedRows != n {
 		t.Fatalf("rebuilt: %d rows, want %d", after.ProcessedRows, n)
 	}
-	checkExact(t, conn, db, "flaky_data")
+	servertest.CheckExact(t, conn, db, "flaky_data")
 
 	r := do(t, "GET", d.URL+"/metrics", "", "")
 	for _, kind := range []string{"blocked", "invalid", "error"} {
@@ -609,7 +535,7 @@ func TestClusterThroughDaemon(t *testing.T) {
 	t.Parallel()
 	env := testenv.Load(t)
 	cl := env.ClusterDB(t)
-	ctx := ctxT(t, 5*time.Minute)
+	ctx := servertest.Ctx(t, 5*time.Minute)
 	db := cl.DB
 	for _, q := range []string{
 		fmt.Sprintf("CREATE TABLE %s.products ON CLUSTER %s (id UInt64, category String, price Decimal(18,2), created_at DateTime) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/%s/products', '{replica}') ORDER BY id", db, cl.Name, db),
@@ -639,8 +565,8 @@ func TestClusterThroughDaemon(t *testing.T) {
 	if mv.ClusterName == nil || *mv.ClusterName != cl.Name || mv.ProcessedRows != n || len(mv.Shards) != 2 {
 		t.Fatalf("cluster job: %+v", mv)
 	}
-	want := aggregate(t, cl.Nodes[0], fmt.Sprintf("SELECT category, toString(count()), toString(sum(price)) FROM %s.products_all GROUP BY category ORDER BY category", db))
-	got := aggregate(t, cl.Nodes[0], fmt.Sprintf("SELECT category, toString(sum(cnt)), toString(sum(total_price)) FROM %s.products_by_category_dist GROUP BY category ORDER BY category", db))
+	want := servertest.Aggregate(t, cl.Nodes[0], fmt.Sprintf("SELECT category, toString(count()), toString(sum(price)) FROM %s.products_all GROUP BY category ORDER BY category", db))
+	got := servertest.Aggregate(t, cl.Nodes[0], fmt.Sprintf("SELECT category, toString(sum(cnt)), toString(sum(total_price)) FROM %s.products_by_category_dist GROUP BY category ORDER BY category", db))
 	if want == "" || got != want {
 		t.Fatalf("through the Distributed table\ngot:\n%s\nwant:\n%s", got, want)
 	}

@@ -1,6 +1,8 @@
 // Package servertest runs the shirath binary as a daemon for integration
 // tests: built once per test process (with the race detector when the tests
-// have it), started on a free port, stopped with SIGTERM.
+// have it), started on a free port, stopped with SIGTERM. It also holds the
+// fixtures those tests share: the design's products table and the check
+// that a target holds its exact aggregate.
 package servertest
 
 import (
@@ -40,6 +42,21 @@ func Build(root string) (string, func(), error) {
 		return "", nil, fmt.Errorf("go build: %v\n%s", err, out)
 	}
 	return bin, func() { os.RemoveAll(dir) }, nil
+}
+
+// Main is the TestMain of a package that runs the binary: it builds
+// cmd/shirath of the module at root into *bin, runs the tests and removes
+// the binary.
+func Main(m *testing.M, root string, bin *string) {
+	b, cleanup, err := Build(root)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	*bin = b
+	code := m.Run()
+	cleanup()
+	os.Exit(code)
 }
 
 // Daemon is one running `shirath serve`.
