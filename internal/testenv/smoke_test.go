@@ -59,12 +59,21 @@ func checkCluster(c *Cluster, name string) error {
 	}
 	var wantSum uint64 = rows * (rows - 1) / 2
 
-	var gotCount, gotSum uint64
-	if err := n0.QueryRow(ctx, fmt.Sprintf("SELECT count(), sum(v) FROM %s.events_dist", c.DB)).Scan(&gotCount, &gotSum); err != nil {
-		return err
-	}
-	if gotCount != rows || gotSum != wantSum {
-		return fmt.Errorf("through the Distributed table: count %d sum %d, want %d and %d", gotCount, gotSum, rows, wantSum)
+	// A read through the Distributed table picks any replica of each shard,
+	// which may not have fetched the rows yet: poll.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var gotCount, gotSum uint64
+		if err := n0.QueryRow(ctx, fmt.Sprintf("SELECT count(), sum(v) FROM %s.events_dist", c.DB)).Scan(&gotCount, &gotSum); err != nil {
+			return err
+		}
+		if gotCount == rows && gotSum == wantSum {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("through the Distributed table: count %d sum %d, want %d and %d", gotCount, gotSum, rows, wantSum)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 
 	// Which node holds which shard, as the cluster itself says.
@@ -85,7 +94,7 @@ func checkCluster(c *Cluster, name string) error {
 	r.Close()
 
 	// Replication is asynchronous: poll until every replica has its shard's rows.
-	deadline := time.Now().Add(30 * time.Second)
+	deadline = time.Now().Add(30 * time.Second)
 	for {
 		perShard := map[uint32][]uint64{}
 		for i, node := range c.Nodes {
