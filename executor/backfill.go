@@ -2,11 +2,10 @@ package executor
 
 import (
 	"context"
-	"regexp"
-	"strconv"
-
 	"fmt"
 	"math"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -37,20 +36,24 @@ func (r *run) fence(ctx context.Context) error {
 	if err := r.setStatus(ctx, state.StatusCreating, ""); err != nil {
 		return err
 	}
-	if err := r.dropObjects(ctx); err != nil {
+	if err := r.dropObjects(ctx, r.mv); err != nil {
 		return err
 	}
 	if err := r.e.Store.DeleteShards(ctx, r.job.ID); err != nil {
 		return err
 	}
 	key := r.c.Spec.Backfill.KeyColumn
+	createTarget, err := r.mv.CreateTarget(true)
+	if err != nil {
+		return err
+	}
 	rate, err := r.insertRate(ctx)
 	if err != nil {
 		return err
 	}
 	for attempt := 0; attempt < r.e.Opts.FenceAttempts; attempt++ {
 		r.emit(Event{Kind: EventStep, Step: planner.StepCreateTarget, Message: "create " + r.c.Spec.TargetTable})
-		if err := r.ddlAll(ctx, func(on bool) string { q, _ := r.mv.CreateTarget(on); return q }); err != nil {
+		if err := r.ddlAll(ctx, createTarget); err != nil {
 			return err
 		}
 		top, err := r.globalMax(ctx)
@@ -65,11 +68,11 @@ func (r *run) fence(ctx context.Context) error {
 			return err
 		}
 		r.emit(Event{Kind: EventStep, Step: planner.StepFence, Message: fmt.Sprintf("fence %s > %d (max %d, headroom %d for %.0f rows/s)", key, f, top, headroom, rate)})
-		createMV, err := r.mv.CreateMV(f, r.topo.Cluster != "")
+		createMV, err := r.mv.CreateMV(f, true)
 		if err != nil {
 			return err
 		}
-		if err := r.ddlAll(ctx, func(on bool) string { q, _ := r.mv.CreateMV(f, on); return q }); err != nil {
+		if err := r.ddlAll(ctx, createMV); err != nil {
 			return err
 		}
 		ok, seen, err := r.verifyFence(ctx, f)
@@ -77,11 +80,11 @@ func (r *run) fence(ctx context.Context) error {
 			return err
 		}
 		if ok {
-			return r.fenceVerified(ctx, createMV)
+			return r.fenceVerified(ctx, createTarget, createMV)
 		}
 		r.log().Warn("fence unsafe: retrying with more headroom", "fence", f, "max_after", seen, "attempt", attempt+1)
 		r.emit(Event{Kind: EventWaiting, Step: planner.StepFence, Message: fmt.Sprintf("fence %d unsafe (max(%s) reached %d before running INSERTs finished): retrying with more headroom", f, key, seen)})
-		if err := r.dropObjects(ctx); err != nil {
+		if err := r.dropObjects(ctx, r.mv); err != nil {
 			return err
 		}
 		if rate == 0 {
@@ -98,9 +101,8 @@ func (r *run) fence(ctx context.Context) error {
 		"retry when inserts are steadier, or raise --fence-headroom", r.e.Opts.FenceAttempts)
 }
 
-func (r *run) fenceVerified(ctx context.Context, createMV string) error {
+func (r *run) fenceVerified(ctx context.Context, createTarget, createMV string) error {
 	applied := map[string]state.AppliedObject{}
-	target, _ := r.mv.CreateTarget(r.topo.Cluster != "")
 	srvTarget, err := r.serverCreateQuery(ctx, r.c.Spec.TargetTable)
 	if err != nil {
 		return err
@@ -109,7 +111,7 @@ func (r *run) fenceVerified(ctx context.Context, createMV string) error {
 	if err != nil {
 		return err
 	}
-	applied["target"] = state.AppliedObject{SQL: target, Server: srvTarget}
+	applied["target"] = state.AppliedObject{SQL: createTarget, Server: srvTarget}
 	applied["mv"] = state.AppliedObject{SQL: createMV, Server: srvMV}
 	if r.topo.Cluster != "" {
 		r.emit(Event{Kind: EventStep, Step: planner.StepCreateDistributed, Message: "create " + r.c.Spec.DistributedTable})
@@ -117,7 +119,7 @@ func (r *run) fenceVerified(ctx context.Context, createMV string) error {
 		if err != nil {
 			return err
 		}
-		if err := r.ddlAll(ctx, func(on bool) string { q, _ := r.mv.CreateDistributed(on); return q }); err != nil {
+		if err := r.ddlAll(ctx, dist); err != nil {
 			return err
 		}
 		applied["distributed"] = state.AppliedObject{SQL: dist}
@@ -129,8 +131,10 @@ func (r *run) fenceVerified(ctx context.Context, createMV string) error {
 	return r.e.Store.UpdateJob(ctx, r.job)
 }
 
-func (r *run) dropObjects(ctx context.Context) error {
-	for _, q := range []func(bool) string{r.mv.DropMV, r.mv.DropDistributed, r.mv.DropTarget} {
+// dropObjects drops the MV first (so no insert pushes into a half-dropped
+// target), then the Distributed table and the target.
+func (r *run) dropObjects(ctx context.Context, m sqlgen.MV) error {
+	for _, q := range []string{m.DropMV(true), m.DropDistributed(true), m.DropTarget(true)} {
 		if err := r.ddlAll(ctx, q); err != nil {
 			return err
 		}

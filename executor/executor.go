@@ -327,11 +327,8 @@ func (r *run) setStatus(ctx context.Context, s state.Status, msg string) error {
 // target), then the Distributed table and the target, then the job.
 func (r *run) destroy(ctx context.Context) error {
 	r.emit(Event{Kind: EventStep, Step: planner.StepDrop, Message: "drop"})
-	m := r.mvForDrop()
-	for _, q := range []func(bool) string{m.DropMV, m.DropDistributed, m.DropTarget} {
-		if err := r.ddlAll(ctx, q); err != nil {
-			return err
-		}
+	if err := r.dropObjects(ctx, r.mvForDrop()); err != nil {
+		return err
 	}
 	if r.job != nil {
 		if err := r.e.Store.DeleteJob(ctx, r.job.ID); err != nil {
@@ -360,17 +357,19 @@ func (r *run) mvForDrop() sqlgen.MV {
 	return sqlgen.MV{Spec: s, Cluster: r.c.Cluster}
 }
 
-// ddlAll runs a statement on every node: ON CLUSTER when every node answers,
-// else it fails naming the nodes that are down (a statement that only some
-// nodes ran would leave the cluster inconsistent).
-func (r *run) ddlAll(ctx context.Context, q func(onCluster bool) string) error {
+// ddlAll runs a statement on every node. q is generated with ON CLUSTER
+// asked for (sqlgen leaves it out on a single node); on a cluster it runs
+// only when every node answers, else it fails naming the nodes that are down
+// (a statement that only some nodes ran would leave the cluster
+// inconsistent).
+func (r *run) ddlAll(ctx context.Context, q string) error {
 	if r.topo.Cluster == "" {
-		return r.exec(ctx, r.topo.Nodes[0], q(false))
+		return r.exec(ctx, r.topo.Nodes[0], q)
 	}
 	if down := r.topo.Down(); len(down) > 0 {
-		return fmt.Errorf("nodes %s do not answer: %s needs every node of cluster %s", strings.Join(down, ", "), firstWords(q(true)), r.topo.Cluster)
+		return fmt.Errorf("nodes %s do not answer: %s needs every node of cluster %s", strings.Join(down, ", "), firstWords(q), r.topo.Cluster)
 	}
-	if err := r.exec(ctx, r.topo.Nodes[0], q(true)); err != nil {
+	if err := r.exec(ctx, r.topo.Nodes[0], q); err != nil {
 		// ON CLUSTER names no host when it times out ("N unfinished
 		// hosts"): say which nodes do not answer now.
 		var gone []string
