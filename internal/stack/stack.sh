@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The local stack of real servers that shirath's tests and demo use:
-#   PostgreSQL 15, one single-node ClickHouse, one ZooKeeper and a ClickHouse
-#   cluster of 4 nodes (2 shards x 2 replicas) named shirath_test.
+#   PostgreSQL 15, one single-node ClickHouse 18.16 (Debian's), one single-node
+#   ClickHouse 26.7 (chDB's engine from npm, served by internal/stack/chdbserver),
+#   one ZooKeeper and a ClickHouse 18.16 cluster of 4 nodes (2 shards x 2
+#   replicas) named shirath_test.
 # Everything lives under $STACK_DIR (default: .stack/ in the repository),
 # listens on 127.0.0.1 only and is stopped by the pids recorded at start.
 #
@@ -19,6 +21,11 @@ CLUSTER_NAME="${SHIRATH_STACK_CLUSTER:-shirath_test}"
 PG_PORT="${SHIRATH_STACK_PG_PORT:-15432}"
 SINGLE_TCP="${SHIRATH_STACK_CH_PORT:-19000}"
 SINGLE_HTTP=18123
+MODERN_TCP="${SHIRATH_STACK_CH_MODERN_PORT:-19300}"
+MODERN_HTTP=18300
+# The modern engine: chDB's build of ClickHouse, the only current ClickHouse
+# these machines can install (see ../shared/CLICKHOUSE_NOTES.md).
+CHDB_PACKAGE="@chdb/lib-linux-x64-gnu@26.7.3-stable.1"
 ZK_PORT="${SHIRATH_STACK_ZK_PORT:-12181}"
 NODES=(n1 n2 n3 n4)
 declare -A NODE_TCP=([n1]=19101 [n2]=19102 [n3]=19103 [n4]=19104)
@@ -79,6 +86,40 @@ install_packages() {
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 	fi
 	command -v java >/dev/null || die "zookeeper needs java on PATH"
+	install_chdb
+}
+
+# install_chdb: the npm package holding libchdb.so, and our launcher for it.
+chdb_lib() { echo "$STACK_DIR/chdb/node_modules/@chdb/lib-linux-x64-gnu/libchdb.so"; }
+install_chdb() {
+	mkdir -p "$STACK_DIR/chdb" "$STACK_DIR/bin"
+	if [[ ! -s $(chdb_lib) ]]; then
+		if ! command -v npm >/dev/null; then
+			((EUID == 0)) || die "npm is missing: install Node.js and npm"
+			log "installing npm"
+			apt-get update -qq
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
+		fi
+		log "installing $CHDB_PACKAGE (about 180 MB)"
+		npm install --prefix "$STACK_DIR/chdb" --no-save --no-audit --no-fund "$CHDB_PACKAGE" >"$STACK_DIR/chdb/npm.log" 2>&1 ||
+			die "npm install $CHDB_PACKAGE failed, see $STACK_DIR/chdb/npm.log"
+	fi
+	local go=${GO:-go}
+	command -v "$go" >/dev/null || go=/usr/local/go/bin/go
+	(cd "$ROOT" && "$go" build -o "$STACK_DIR/bin/chdbserver" ./internal/stack/chdbserver) ||
+		die "could not build internal/stack/chdbserver"
+}
+
+modern_up() {
+	local dir=$STACK_DIR/ch-modern
+	if alive "$dir/pid" && ch_answers "$MODERN_TCP" >/dev/null 2>&1; then return; fi
+	if alive "$dir/pid"; then
+		wait_for "ClickHouse modern" 60 ch_answers "$MODERN_TCP"
+		return
+	fi
+	mkdir -p "$dir/log"
+	(cd "$dir" && spawn "$dir/pid" "$dir/log/stdout" "$STACK_DIR/bin/chdbserver" \
+		-lib "$(chdb_lib)" -path "$dir/data" -tcp-port "$MODERN_TCP" -http-port "$MODERN_HTTP")
 }
 
 # ---------------------------------------------------------------- PostgreSQL
@@ -222,6 +263,7 @@ EOF
 }
 
 ch_answers() { clickhouse-client --host 127.0.0.1 --port "$1" -q 'SELECT 1'; }
+ch_version() { clickhouse-client --host 127.0.0.1 --port "$1" -q 'SELECT version()' 2>/dev/null || echo "?"; }
 
 # ch_start NAME TCP HTTP [ISH SHARD REPLICA]
 ch_start() {
@@ -264,6 +306,7 @@ write_env() {
 # Written by internal/stack/stack.sh up. Any variable set in the environment wins over this file.
 SHIRATH_PG_URL=postgres://postgres@127.0.0.1:$PG_PORT/postgres?sslmode=disable
 SHIRATH_CH_ADDR=127.0.0.1:$SINGLE_TCP
+SHIRATH_CH_MODERN_ADDR=127.0.0.1:$MODERN_TCP
 SHIRATH_CLUSTER_NAME=$CLUSTER_NAME
 SHIRATH_CLUSTER_ADDRS=$(IFS=,; echo "${addrs[*]}")
 SHIRATH_STACK_DIR=$STACK_DIR
@@ -277,16 +320,19 @@ cmd_up() {
 	pg_up
 	zk_up
 	ch_start single "$SINGLE_TCP" "$SINGLE_HTTP"
+	modern_up
 	for n in "${NODES[@]}"; do node_start "$n"; done
 	wait_for "ClickHouse single" 90 ch_answers "$SINGLE_TCP"
+	wait_for "ClickHouse modern" 90 ch_answers "$MODERN_TCP"
 	for n in "${NODES[@]}"; do wait_for "ClickHouse $n" 90 ch_answers "${NODE_TCP[$n]}"; done
 	write_env
-	log "up: PostgreSQL :$PG_PORT, ClickHouse :$SINGLE_TCP, ZooKeeper :$ZK_PORT, cluster $CLUSTER_NAME on :${NODE_TCP[n1]}-${NODE_TCP[n4]} (env in $STACK_DIR/env)"
+	log "up: PostgreSQL :$PG_PORT, ClickHouse $(ch_version "$SINGLE_TCP") :$SINGLE_TCP, ClickHouse $(ch_version "$MODERN_TCP") :$MODERN_TCP, ZooKeeper :$ZK_PORT, cluster $CLUSTER_NAME on :${NODE_TCP[n1]}-${NODE_TCP[n4]} (env in $STACK_DIR/env)"
 }
 
 cmd_down() {
 	for n in "${NODES[@]}"; do stop_pid "$STACK_DIR/ch-$n/pid"; done
 	stop_pid "$STACK_DIR/ch-single/pid"
+	stop_pid "$STACK_DIR/ch-modern/pid"
 	stop_pid "$STACK_DIR/zk/pid"
 	pg_down
 	log "down"
@@ -296,9 +342,15 @@ cmd_status() {
 	local rc=0
 	if pg_answers; then echo "postgres :$PG_PORT up"; else echo "postgres :$PG_PORT down"; rc=1; fi
 	if zk_answers 2>/dev/null; then echo "zookeeper :$ZK_PORT up"; else echo "zookeeper :$ZK_PORT down"; rc=1; fi
-	if ch_answers "$SINGLE_TCP" >/dev/null 2>&1; then echo "clickhouse single :$SINGLE_TCP up"; else echo "clickhouse single :$SINGLE_TCP down"; rc=1; fi
-	for n in "${NODES[@]}"; do
-		if ch_answers "${NODE_TCP[$n]}" >/dev/null 2>&1; then echo "clickhouse $n :${NODE_TCP[$n]} up"; else echo "clickhouse $n :${NODE_TCP[$n]} down"; rc=1; fi
+	local name port
+	for name in single modern "${NODES[@]}"; do
+		case $name in single) port=$SINGLE_TCP ;; modern) port=$MODERN_TCP ;; *) port=${NODE_TCP[$name]} ;; esac
+		if ch_answers "$port" >/dev/null 2>&1; then
+			echo "clickhouse $name :$port up, version $(ch_version "$port")"
+		else
+			echo "clickhouse $name :$port down"
+			rc=1
+		fi
 	done
 	return $rc
 }
