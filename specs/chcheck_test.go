@@ -1,8 +1,8 @@
 //go:build integration
 
 // These checks compare the package's view of types and queries with the
-// real single node of internal/testenv (ClickHouse 18.16 on the local stack),
-// each test in a database of its own.
+// real single nodes of internal/testenv (ClickHouse 18.16 and 26.7 on the
+// local stack), each test once per server in a database of its own.
 package specs
 
 import (
@@ -17,9 +17,9 @@ import (
 	"github.com/shirath/shirath/internal/testenv"
 )
 
-func chConnect(t *testing.T) (context.Context, driver.Conn, string) {
+func chConnect(t *testing.T, s *testenv.Single) (context.Context, driver.Conn, string) {
 	t.Helper()
-	conn, db := testenv.Load(t).SingleDB(t)
+	conn, db := s.DB(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	t.Cleanup(cancel)
 	return ctx, conn, db
@@ -27,10 +27,18 @@ func chConnect(t *testing.T) (context.Context, driver.Conn, string) {
 
 // TestClickHouseTypeNormalisation checks that ParseType's normal form is
 // what the server prints in system.columns, so the planner can compare
-// the two as strings. The list holds types ClickHouse 18.16 knows.
+// the two as strings. The list holds types ClickHouse 18.16 knows; 26.7
+// prints every one of them as 18.16 does.
 func TestClickHouseTypeNormalisation(t *testing.T) {
 	t.Parallel()
-	ctx, conn, db := chConnect(t)
+	testenv.Load(t).EachSingle(t, func(t *testing.T, s *testenv.Single) {
+		t.Parallel()
+		checkTypeNormalisation(t, s)
+	})
+}
+
+func checkTypeNormalisation(t *testing.T, s *testenv.Single) {
+	ctx, conn, db := chConnect(t, s)
 	types := []string{
 		"String", "UInt64", "Int8", "Float64", "Date", "DateTime", "UUID",
 		"Decimal(18,2)", "Decimal( 38 , 0 )", "Decimal32(2)", "Decimal64(4)", "Decimal128(3)",
@@ -70,7 +78,14 @@ func TestClickHouseTypeNormalisation(t *testing.T) {
 // valid on the server.
 func TestClickHouseExamples(t *testing.T) {
 	t.Parallel()
-	ctx, conn, db := chConnect(t)
+	testenv.Load(t).EachSingle(t, func(t *testing.T, s *testenv.Single) {
+		t.Parallel()
+		checkExamples(t, s)
+	})
+}
+
+func checkExamples(t *testing.T, srv *testenv.Single) {
+	ctx, conn, db := chConnect(t, srv)
 	exec := func(q string) {
 		t.Helper()
 		if err := conn.Exec(ctx, q); err != nil {

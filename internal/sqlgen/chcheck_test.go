@@ -1,9 +1,10 @@
 //go:build integration
 
 // These checks run the generated SQL on the real servers of internal/testenv
-// (the local stack of `make up`, ClickHouse 18.16): the single node for
-// single-node statements, the cluster for ON CLUSTER, Replicated and
-// Distributed ones. Each test has a database of its own.
+// (the local stack of `make up`): the single-node statements on both single
+// nodes (ClickHouse 18.16 and 26.7, one subtest each), the ON CLUSTER,
+// Replicated and Distributed ones on the 18.16 cluster. Each test has a
+// database of its own.
 package sqlgen
 
 import (
@@ -37,11 +38,20 @@ func newCheck(t *testing.T, conn driver.Conn) *chCheck {
 	return &chCheck{t: t, conn: conn, ctx: ctx}
 }
 
-// singleCheck gives a check on the single node and a fresh database there.
-func singleCheck(t *testing.T) (*chCheck, string) {
+// singleCheck gives a check on the single node s and a fresh database there.
+func singleCheck(t *testing.T, s *testenv.Single) (*chCheck, string) {
 	t.Helper()
-	conn, db := testenv.Load(t).SingleDB(t)
+	conn, db := s.DB(t)
 	return newCheck(t, conn), db
+}
+
+// eachSingle runs f as a parallel subtest on every single node.
+func eachSingle(t *testing.T, f func(t *testing.T, s *testenv.Single)) {
+	t.Helper()
+	testenv.Load(t).EachSingle(t, func(t *testing.T, s *testenv.Single) {
+		t.Parallel()
+		f(t, s)
+	})
 }
 
 func (c *chCheck) exec(sql string) {
@@ -97,11 +107,6 @@ func (c *chCheck) one(sql string) string {
 		c.t.Fatalf("%s: %d rows, want 1", sql, len(r))
 	}
 	return r[0]
-}
-
-func (c *chCheck) major() int {
-	v, _ := c.conn.ServerVersion()
-	return int(v.Version.Major)
 }
 
 func (c *chCheck) equal(what string, got, want []string) {
@@ -185,7 +190,11 @@ func (c *chCheck) logCreate(db, table string) {
 // an aggregate over the whole source.
 func TestClickHouseFenceAndBackfill(t *testing.T) {
 	t.Parallel()
-	c, db := singleCheck(t)
+	eachSingle(t, checkFenceAndBackfill)
+}
+
+func checkFenceAndBackfill(t *testing.T, s *testenv.Single) {
+	c, db := singleCheck(t, s)
 	c.createProducts(db, "")
 	c.mustInsert(Table(db, "products"), seedRows...)
 
@@ -220,51 +229,72 @@ func TestClickHouseFenceAndBackfill(t *testing.T) {
 	c.equal("tables left", c.rows("SELECT name FROM system.tables WHERE database = '"+db+"' ORDER BY name"), []string{"products"})
 }
 
-// TestClickHouseDecimalCast: on 18.16 sum(Decimal(18,2)) is Decimal(38,2) and
-// a view writing it into Decimal(18,2) fails on insert; the cast fixes it.
+// TestClickHouseDecimalCast: sum(Decimal(18,2)) is Decimal(38,2) on both
+// servers. On 18.16 a view writing it into a Decimal(18,2) column fails on
+// insert, after the source has the rows; 26.7 converts it to the column's
+// type. The cast makes the view work on both.
 func TestClickHouseDecimalCast(t *testing.T) {
 	t.Parallel()
-	c, db := singleCheck(t)
+	eachSingle(t, checkDecimalCast)
+}
+
+func checkDecimalCast(t *testing.T, s *testenv.Single) {
+	c, db := singleCheck(t, s)
 	c.createProducts(db, "")
 	m := MV{Spec: checkSpec(db)}
 	c.exec(c.gen(m.CreateTarget(false)))
 	c.exec(c.gen(m.CreateMV(0, false)))
-	t.Logf("query type: %s", c.one("SELECT toTypeName(sum(price)) FROM "+Table(db, "products")))
+	src, target := Table(db, "products"), Table(db, m.Spec.TargetTable)
+	c.equal("type of the query's sum", c.rows("SELECT toTypeName(sum(price)) FROM "+src), []string{"Decimal(38, 2)"})
 
 	rows := [][]any{product(1, "a", "1.10"), product(2, "a", "2.20")}
-	err := c.insert(Table(db, "products"), rows...)
+	totals := "SELECT category, cnt, total_price, toTypeName(total_price) FROM " + target
+	err := c.insert(src, rows...)
 	t.Logf("insert through the view without cast: %v", err)
-	var ex *clickhouse.Exception
-	if c.major() < 19 {
+	if s.Version.Major < 19 {
+		var ex *clickhouse.Exception
 		if !errors.As(err, &ex) || ex.Code != 53 || !strings.Contains(ex.Message, "Type mismatch") {
-			t.Fatalf("want code 53 Type mismatch on %d.x, got %v", c.major(), err)
+			t.Fatalf("want code 53 Type mismatch on %s, got %v", s.Version, err)
 		}
+		c.equal("target after the failed insert", c.rows(totals), nil)
+	} else {
+		if err != nil {
+			t.Fatalf("want the insert converted on %s, got %v", s.Version, err)
+		}
+		c.equal("target without cast", c.rows(totals), []string{"a\t2\t3.3\tDecimal(18, 2)"})
 	}
-	t.Logf("source rows after the failed insert: %s", c.one("SELECT count() FROM "+Table(db, "products")))
+	c.equal("source rows after the insert", c.rows("SELECT count() FROM "+src), []string{"2"})
 
 	c.exec(m.DropMV(false))
-	c.exec("TRUNCATE TABLE " + Table(db, "products"))
+	c.exec("TRUNCATE TABLE " + src)
+	c.exec("TRUNCATE TABLE " + target)
 	m.Casts = map[string]string{"total_price": "Decimal(18, 2)"}
 	c.exec(c.gen(m.CreateMV(0, false)))
 	c.logCreate(db, m.Spec.Name)
 	t.Logf("SHOW CREATE: %s", c.one("SHOW CREATE TABLE "+Table(db, m.Spec.Name)))
-	c.mustInsert(Table(db, "products"), rows...)
-	c.equal("target with cast", c.rows("SELECT category, cnt, total_price, toTypeName(total_price) FROM "+
-		Table(db, m.Spec.TargetTable)), []string{"a\t2\t3.3\tDecimal(18, 2)"})
+	c.mustInsert(src, rows...)
+	c.equal("target with cast", c.rows(totals), []string{"a\t2\t3.3\tDecimal(18, 2)"})
 }
 
 // TestClickHouseHostileNames: quoting survives names built to break out of
 // it; the server ends up with exactly these names.
 func TestClickHouseHostileNames(t *testing.T) {
 	t.Parallel()
-	env := testenv.Load(t)
-	c := newCheck(t, env.ClickHouse(t))
+	eachSingle(t, checkHostileNames)
+}
+
+func checkHostileNames(t *testing.T, srv *testenv.Single) {
+	c := newCheck(t, srv.Conn(t))
 	// testenv's databases have plain names: this one is made here, unique
-	// like theirs.
+	// and of the same engine as theirs.
 	db := testenv.UniqueName("sqlgen`check\\x")
-	c.exec("CREATE DATABASE " + Ident(db))
+	create, drop := "CREATE DATABASE "+Ident(db), "DROP DATABASE IF EXISTS "+Ident(db)
+	if srv.Atomic {
+		create, drop = create+" ENGINE = Atomic", drop+" SYNC"
+	}
+	c.exec(create)
 	t.Cleanup(func() {
-		if err := c.conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+Ident(db)); err != nil {
+		if err := c.conn.Exec(context.Background(), drop); err != nil {
 			t.Errorf("drop database %s: %v", db, err)
 		}
 	})
@@ -294,7 +324,11 @@ func TestClickHouseHostileNames(t *testing.T) {
 // same rows as the spec's text, so the rewrite changes nothing but the WHERE.
 func TestClickHouseQueryFidelity(t *testing.T) {
 	t.Parallel()
-	c, db := singleCheck(t)
+	eachSingle(t, checkQueryFidelity)
+}
+
+func checkQueryFidelity(t *testing.T, s *testenv.Single) {
+	c, db := singleCheck(t, s)
 	c.exec("CREATE TABLE " + Table(db, "products") + " (id UInt64, category String, price Decimal(18, 2), ts DateTime, tags Array(String), n Nullable(Int32)) ENGINE = MergeTree() ORDER BY id")
 	ts := func(s string) time.Time { return time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).Add(mustDuration(s)) }
 	n := func(v int32) *int32 { return &v }

@@ -5,6 +5,7 @@ package testenv
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -131,12 +132,43 @@ func checkCluster(c *Cluster, name string) error {
 	}
 }
 
-// TestSmokeSingle checks the single node answers in its own database.
+// TestSmokeSingle checks each single node answers in its own database, and
+// that the matrix is what it claims: its servers are distinct, each subtest
+// talks to the server its name says, and a database is Atomic exactly on
+// the servers that have Atomic databases.
 func TestSmokeSingle(t *testing.T) {
 	t.Parallel()
 	env := Load(t)
-	conn, db := env.SingleDB(t)
+	singles := env.Singles(t)
+	if len(singles) != 2 || singles[0].Name() == singles[1].Name() {
+		var names []string
+		for _, s := range singles {
+			names = append(names, s.Name()+" at "+s.Addr)
+		}
+		t.Fatalf("want two single nodes of different versions, have %v", names)
+	}
+	env.EachSingle(t, func(t *testing.T, s *Single) {
+		t.Parallel()
+		smokeSingle(t, s)
+	})
+}
+
+func smokeSingle(t *testing.T, s *Single) {
+	conn, db := s.DB(t)
 	ctx := context.Background()
+	var version, engine string
+	if err := conn.QueryRow(ctx, "SELECT version()").Scan(&version); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(version, s.Version.String()) {
+		t.Errorf("server at %s says version %s, the matrix says %s", s.Addr, version, s.Version)
+	}
+	if err := conn.QueryRow(ctx, "SELECT engine FROM system.databases WHERE name = ?", db).Scan(&engine); err != nil {
+		t.Fatal(err)
+	}
+	if want := map[bool]string{true: "Atomic", false: "Ordinary"}[s.Atomic]; engine != want {
+		t.Errorf("database %s has engine %s, want %s", db, engine, want)
+	}
 	if err := conn.Exec(ctx, fmt.Sprintf("CREATE TABLE %s.t (id UInt64) ENGINE = MergeTree() ORDER BY id", db)); err != nil {
 		t.Fatal(err)
 	}
