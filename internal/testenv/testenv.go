@@ -30,14 +30,15 @@ import (
 // Env holds the addresses of the servers that integration tests use.
 type Env struct {
 	PGURL        string   // SHIRATH_PG_URL: a PostgreSQL URL whose user can CREATE DATABASE
-	CHAddr       string   // SHIRATH_CH_ADDR: native address of a single ClickHouse node
+	CHAddr       string   // SHIRATH_CH_ADDR: native address of a single ClickHouse node (18.16 in the stack)
+	ModernAddr   string   // SHIRATH_CH_MODERN_ADDR: native address of a single modern ClickHouse node (26.7 in the stack)
 	ClusterName  string   // SHIRATH_CLUSTER_NAME
 	ClusterAddrs []string // SHIRATH_CLUSTER_ADDRS: native addresses of every cluster node, comma separated
 	StackDir     string   // SHIRATH_STACK_DIR: the local stack, when tests run against it
 	Root         string   // the repository root
 }
 
-const hint = "start the local servers with `make up`, or point SHIRATH_PG_URL, SHIRATH_CH_ADDR, SHIRATH_CLUSTER_NAME and SHIRATH_CLUSTER_ADDRS at your own"
+const hint = "start the local servers with `make up`, or point SHIRATH_PG_URL, SHIRATH_CH_ADDR, SHIRATH_CH_MODERN_ADDR, SHIRATH_CLUSTER_NAME and SHIRATH_CLUSTER_ADDRS at your own"
 
 var (
 	loadOnce sync.Once
@@ -84,6 +85,7 @@ func load() (*Env, error) {
 	e := &Env{
 		PGURL:       get("SHIRATH_PG_URL"),
 		CHAddr:      get("SHIRATH_CH_ADDR"),
+		ModernAddr:  get("SHIRATH_CH_MODERN_ADDR"),
 		ClusterName: get("SHIRATH_CLUSTER_NAME"),
 		StackDir:    get("SHIRATH_STACK_DIR"),
 		Root:        root,
@@ -93,8 +95,8 @@ func load() (*Env, error) {
 			e.ClusterAddrs = append(e.ClusterAddrs, a)
 		}
 	}
-	if e.PGURL == "" || e.CHAddr == "" {
-		return nil, fmt.Errorf("no server addresses: neither SHIRATH_* variables nor %s", filepath.Join(root, ".stack", "env"))
+	if e.PGURL == "" || e.CHAddr == "" || e.ModernAddr == "" {
+		return nil, fmt.Errorf("no server addresses (PostgreSQL, ClickHouse 18.16 and a modern ClickHouse): neither SHIRATH_* variables nor %s", filepath.Join(root, ".stack", "env"))
 	}
 	return e, nil
 }

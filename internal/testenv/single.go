@@ -1,0 +1,120 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/shirath/shirath/internal/chclient"
+)
+
+// Single is one single-node ClickHouse server of the test matrix: every
+// single-node integration test runs once on each, as a subtest named by the
+// server's version, so that a failure says which server.
+type Single struct {
+	Addr    string
+	Version chclient.Version
+	// Atomic: the server has Atomic databases (20.x and later); test
+	// databases are created with ENGINE = Atomic there, as a real modern
+	// server creates them.
+	Atomic bool
+	env    *Env
+}
+
+// Name is the subtest name: "ch18.16", "ch26.7".
+func (s *Single) Name() string { return fmt.Sprintf("ch%d.%d", s.Version.Major, s.Version.Minor) }
+
+var (
+	singlesOnce sync.Once
+	singles     []*Single
+	singlesErr  error
+)
+
+// Singles connects to every single node of the matrix (18.16 and the modern
+// one) and reads what each is. A server that does not answer fails the test.
+func (e *Env) Singles(t testing.TB) []*Single {
+	t.Helper()
+	singlesOnce.Do(func() {
+		for _, addr := range []string{e.CHAddr, e.ModernAddr} {
+			s, err := e.probeSingle(addr)
+			if err != nil {
+				singlesErr = err
+				return
+			}
+			singles = append(singles, s)
+		}
+	})
+	if singlesErr != nil {
+		t.Fatalf("testenv: %v; %s", singlesErr, hint)
+	}
+	return singles
+}
+
+func (e *Env) probeSingle(addr string) (*Single, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := chclient.Open(ctx, addr, chclient.Options{})
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	v, err := chclient.ServerVersion(ctx, conn)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", addr, err)
+	}
+	// Atomic databases came with the uuid column of system.databases.
+	var n uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM system.columns WHERE database = 'system' AND table = 'databases' AND name = 'uuid'").Scan(&n); err != nil {
+		return nil, fmt.Errorf("%s: read system.columns: %w", addr, err)
+	}
+	return &Single{Addr: addr, Version: v, Atomic: n > 0, env: e}, nil
+}
+
+// EachSingle runs f as a subtest on every single node of the matrix.
+func (e *Env) EachSingle(t *testing.T, f func(t *testing.T, s *Single)) {
+	t.Helper()
+	for _, s := range e.Singles(t) {
+		t.Run(s.Name(), func(t *testing.T) { f(t, s) })
+	}
+}
+
+// Conn connects to the server; the connection is closed when the test ends.
+func (s *Single) Conn(t testing.TB) driver.Conn {
+	t.Helper()
+	conn, err := chclient.Open(ctx(t), s.Addr, chclient.Options{})
+	if err != nil {
+		t.Fatalf("testenv: %v; %s", err, hint)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// DB creates a fresh database on the server, dropped when the test ends.
+func (s *Single) DB(t testing.TB) (driver.Conn, string) {
+	t.Helper()
+	conn := s.Conn(t)
+	db := UniqueName("t")
+	q := "CREATE DATABASE " + db
+	if s.Atomic {
+		q += " ENGINE = Atomic"
+	}
+	if err := conn.Exec(ctx(t), q); err != nil {
+		t.Fatalf("testenv: create database %s on %s: %v", db, s.Addr, err)
+	}
+	t.Cleanup(func() {
+		c, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		drop := "DROP DATABASE IF EXISTS " + db
+		if s.Atomic {
+			drop += " SYNC"
+		}
+		if err := conn.Exec(c, drop); err != nil {
+			t.Errorf("testenv: drop database %s on %s: %v", db, s.Addr, err)
+		}
+	})
+	return conn, db
+}
