@@ -1,0 +1,188 @@
+package executor
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/shirath/shirath/planner"
+	"github.com/shirath/shirath/state"
+)
+
+// waitSource waits until the source has passed the fence (every key up to F
+// has arrived) and the settle delay has passed, then records what each copy
+// of the target has to backfill.
+func (r *run) waitSource(ctx context.Context) error {
+	if r.job.Status != state.StatusWaiting {
+		if err := r.setStatus(ctx, state.StatusWaiting, ""); err != nil {
+			return err
+		}
+	}
+	f := *r.job.CutoffID
+	deadline := time.Now().Add(r.e.Opts.SourceWaitTimeout)
+	announced := false
+	for {
+		top, err := r.globalMax(ctx)
+		if err != nil {
+			return err
+		}
+		if top >= f {
+			break
+		}
+		if !announced {
+			r.emit(Event{Kind: EventWaiting, Step: planner.StepWait, Message: fmt.Sprintf("waiting for the source to pass the fence %d (now at %d)", f, top)})
+			announced = true
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: the source is at %d, below the fence %d, after %s: the job stays waiting; apply again later", ErrWaiting, top, f, r.e.Opts.SourceWaitTimeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	if d := r.c.Spec.Backfill.SettleDelay.Duration; d > 0 {
+		r.emit(Event{Kind: EventWaiting, Step: planner.StepWait, Message: fmt.Sprintf("source passed the fence; settling %s", d)})
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(d):
+		}
+	}
+	if err := r.waitDistributedSends(ctx); err != nil {
+		return err
+	}
+	var total int64
+	q := r.mv.CountUpTo(f)
+	for _, group := range r.copies() {
+		n := firstHealthy(group)
+		if n == nil {
+			return fmt.Errorf("shard %d: no replica answers", group[0].Shard)
+		}
+		if err := r.syncSource(ctx, n); err != nil {
+			return err
+		}
+		var count, lo int64
+		if err := n.Conn.QueryRow(ctx, q).Scan(&count, &lo); err != nil {
+			return fmt.Errorf("count the rows to backfill on %s: %w", n.Addr, err)
+		}
+		last := lo - 1
+		if count == 0 {
+			last = f
+		}
+		sp := state.ShardProgress{Shard: group[0].Shard, Replica: r.copyName(group), Status: state.StatusBackfilling, TotalRows: count, LastProcessedID: &last}
+		if count == 0 {
+			sp.Status = state.StatusCompleted
+		}
+		if err := r.e.Store.UpsertShard(ctx, r.job.ID, sp); err != nil {
+			return err
+		}
+		total += count
+	}
+	r.job.TotalRows = total
+	r.job.ProcessedRows = 0
+	r.job.Status = state.StatusBackfilling
+	if err := r.e.Store.UpdateJob(ctx, r.job); err != nil {
+		return err
+	}
+	return r.reload(ctx)
+}
+
+// copyName names a copy of the target in the shard progress: "" for a
+// replicated shard (any replica may continue it), else the node's address.
+func (r *run) copyName(group []*planner.Node) string {
+	if r.targetReplicated() {
+		return ""
+	}
+	return group[0].Addr
+}
+
+func (r *run) reload(ctx context.Context) error {
+	j, err := r.e.Store.GetJob(ctx, r.c.Database, r.c.Name)
+	if err != nil {
+		return err
+	}
+	r.job = j
+	return nil
+}
+
+func (r *run) shardProgress(shard int, replica string) *state.ShardProgress {
+	for i := range r.job.Shards {
+		if sp := &r.job.Shards[i]; sp.Shard == shard && sp.Replica == replica {
+			return sp
+		}
+	}
+	return nil
+}
+
+// syncSource makes a replica of a Replicated source fetch every part its
+// replication queue knows of, so that the backfill, which reads one replica
+// per shard, sees every row up to the fence and not just the ones this
+// replica had fetched so far.
+func (r *run) syncSource(ctx context.Context, n *planner.Node) error {
+	if r.topo.Cluster == "" {
+		return nil
+	}
+	var engine string
+	if err := n.Conn.QueryRow(ctx, "SELECT engine FROM system.tables WHERE database = ? AND name = ?", r.c.Database, r.c.Spec.SourceTable).Scan(&engine); err != nil {
+		return fmt.Errorf("read the engine of %s.%s on %s: %w", r.c.Database, r.c.Spec.SourceTable, n.Addr, err)
+	}
+	if !strings.HasPrefix(engine, "Replicated") {
+		return nil
+	}
+	sctx, cancel := context.WithTimeout(ctx, r.e.Opts.InsertWaitTimeout)
+	defer cancel()
+	q := r.mv.SyncSource()
+	if err := n.Conn.Exec(clickhouse.Context(sctx, clickhouse.WithSettings(clickhouse.Settings{"receive_timeout": int(r.e.Opts.InsertWaitTimeout.Seconds())})), q); err != nil {
+		return fmt.Errorf("%s on %s (the replica must have every row up to the fence before it is backfilled): %w", q, n.Addr, err)
+	}
+	return nil
+}
+
+// waitDistributedSends waits until no node holds rows queued by a
+// Distributed table over the source: such rows (inserted asynchronously,
+// insert_distributed_sync=0) may have keys at or below the fence and reach
+// the source only later, after their batch. Servers that have
+// system.distribution_queue (19.x and later) say so; 18.16 has no such table,
+// and there the settle delay is all there is.
+func (r *run) waitDistributedSends(ctx context.Context) error {
+	if r.topo.Cluster == "" {
+		return nil
+	}
+	deadline := time.Now().Add(r.e.Opts.InsertWaitTimeout)
+	for _, n := range r.topo.Healthy() {
+		var has uint64
+		if err := n.Conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = 'system' AND name = 'distribution_queue'").Scan(&has); err != nil {
+			return fmt.Errorf("look for system.distribution_queue on %s: %w", n.Addr, err)
+		}
+		if has == 0 {
+			continue
+		}
+		src := r.c.Spec.SourceTable
+		q := `SELECT toUInt64(sum(q.data_files)) FROM system.distribution_queue AS q
+			WHERE (q.database, q.table) IN (SELECT database, name FROM system.tables
+				WHERE engine = 'Distributed' AND database = ? AND (position(engine_full, ?) > 0 OR position(engine_full, ?) > 0))`
+		for {
+			var files uint64
+			if err := n.Conn.QueryRow(ctx, q, r.c.Database, "'"+src+"'", ", "+src+",").Scan(&files); err != nil {
+				return fmt.Errorf("read system.distribution_queue on %s: %w", n.Addr, err)
+			}
+			if files == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%d files of rows for %s are still queued by Distributed tables on %s: their keys may be below the fence; the backfill waits for them", files, src, n.Addr)
+			}
+			r.emit(Event{Kind: EventWaiting, Step: planner.StepWait, Message: fmt.Sprintf("waiting for %d queued Distributed sends on %s", files, n.Addr)})
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
