@@ -39,6 +39,9 @@ func (r *run) backfill(ctx context.Context) error {
 	if len(pending) > 0 {
 		return fmt.Errorf("backfill incomplete: %s; apply again once a replica of each is back", strings.Join(pending, ", "))
 	}
+	if err := r.dropStage(ctx); err != nil {
+		return err
+	}
 	r.job.Status = state.StatusOptimizing
 	return r.e.Store.UpdateJob(ctx, r.job)
 }
@@ -129,6 +132,7 @@ func (r *run) record(ctx context.Context, sp *state.ShardProgress, hi, rows int6
 	if err := r.e.Store.CompleteBatch(ctx, r.job.ID, sp.Shard, sp.Replica, hi, rows); err != nil {
 		return err
 	}
+	crashPoint("batch-recorded")
 	sp.LastProcessedID = &hi
 	sp.ProcessedRows += rows
 	r.job.ProcessedRows += rows
@@ -207,8 +211,15 @@ func (r *run) runBatch(ctx context.Context, n *planner.Node, sp *state.ShardProg
 		}
 		marker += fmt.Sprintf("#blocks=%d", since)
 	}
+	if mode == modeStage {
+		marker += stageMarker
+	}
 	if err := r.e.Store.BeginBatch(ctx, r.job.ID, sp.Shard, sp.Replica, lo, hi, marker); err != nil {
 		return err
+	}
+	crashPoint("batch-marked")
+	if mode == modeStage {
+		return r.stagedBatch(ctx, n, sp, lo, hi, qid, marker)
 	}
 	settings := clickhouse.Settings{
 		"log_queries": 1,
@@ -237,6 +248,7 @@ func (r *run) runBatch(ctx context.Context, n *planner.Node, sp *state.ShardProg
 	if err := r.insert(ctx, n, q, qid, settings, lo, hi); err != nil {
 		return err
 	}
+	crashPoint("batch-inserted")
 	if mode != modeBlocks || rows == 0 {
 		return nil
 	}

@@ -182,6 +182,7 @@ func (e *Executor) ApplyChange(ctx context.Context, c *planner.ResourceChange) e
 	if err != nil {
 		return err
 	}
+	r.mv.DropSync = r.topo.DropSync()
 	switch c.Action {
 	case planner.Delete:
 		return r.destroy(ctx)
@@ -354,7 +355,7 @@ func (r *run) mvForDrop() sqlgen.MV {
 		s.Name, s.Database = r.c.Name, r.c.Database
 	}
 	s.ApplyDefaults()
-	return sqlgen.MV{Spec: s, Cluster: r.c.Cluster}
+	return sqlgen.MV{Spec: s, Cluster: r.c.Cluster, DropSync: r.topo.DropSync()}
 }
 
 // ddlAll runs a statement on every node. q is generated with ON CLUSTER

@@ -127,9 +127,13 @@ func (r *run) fenceVerified(ctx context.Context, createTarget, createMV string) 
 }
 
 // dropObjects drops the MV first (so no insert pushes into a half-dropped
-// target), then the Distributed table and the target.
+// target), then the Distributed table, the target and a batch's stage.
 func (r *run) dropObjects(ctx context.Context, m sqlgen.MV) error {
-	for _, q := range []string{m.DropMV(true), m.DropDistributed(true), m.DropTarget(true)} {
+	qs := []string{m.DropMV(true), m.DropDistributed(true), m.DropTarget(true)}
+	if r.stageCapable() {
+		qs = append(qs, m.DropStage(true))
+	}
+	for _, q := range qs {
 		if err := r.ddlAll(ctx, q); err != nil {
 			return err
 		}

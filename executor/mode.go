@@ -28,14 +28,22 @@ const (
 	// tell whether it was written, and catch a batch whose rows equal an
 	// earlier batch's (which deduplication would drop).
 	modeBlocks
+	// modeStage: a target that does not replicate, on a server with
+	// ALTER TABLE ... MOVE PARTITION ... TO TABLE: the batch is written into
+	// a stage table and then moved into the target, so that the server's
+	// own tables tell what an interrupted batch left to do (see stage.go).
+	modeStage
 )
 
 func (m batchMode) String() string {
-	return [...]string{"query log", "deduplication token", "replicated block ids"}[m]
+	return [...]string{"query log", "deduplication token", "replicated block ids", "stage and move"}[m]
 }
 
 func (r *run) batchMode(ctx context.Context, n *planner.Node) (batchMode, error) {
 	if !r.targetReplicated() {
+		if n.Features.MovePartition {
+			return modeStage, nil
+		}
 		return modeLog, nil
 	}
 	var c uint64

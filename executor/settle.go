@@ -14,11 +14,19 @@ import (
 
 // resolveInflight decides what happened to a batch that was started and
 // never confirmed (the apply died, or the connection broke). It asks the
-// node's query log. A batch proven written is recorded as done; one proven
+// node's query log (a staged batch: the stage, see stage.go). A batch proven written is recorded as done; one proven
 // not written is run again; anything else stops the job as needs_attention,
 // naming the range, rather than risk counting rows twice or not at all.
 func (r *run) resolveInflight(ctx context.Context, cur *planner.Node, sp *state.ShardProgress, mode batchMode) error {
 	lo, hi := *sp.InflightLo, *sp.InflightHi
+	if m, ok := strings.CutSuffix(sp.InflightQueryID, stagedMarker); ok {
+		qid, _, _ := strings.Cut(m, "@")
+		return r.settleStaged(ctx, cur, sp, qid, true)
+	}
+	if m, ok := strings.CutSuffix(sp.InflightQueryID, stageMarker); ok {
+		qid, _, _ := strings.Cut(m, "@")
+		return r.settleStaged(ctx, cur, sp, qid, false)
+	}
 	marker, blocks, isBlocks := strings.Cut(sp.InflightQueryID, "#blocks=")
 	qid, addr, _ := strings.Cut(marker, "@")
 	if isBlocks && mode == modeBlocks {

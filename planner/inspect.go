@@ -24,6 +24,8 @@ type Node struct {
 	Replica int // 1-based
 	Conn    driver.Conn
 	Version chclient.Version
+	// Features is what the server can do, asked of it when it was reached.
+	Features chclient.Features
 	// Err is set when the node could not be reached; its state is unknown.
 	Err error
 }
@@ -51,6 +53,18 @@ func (t *Topology) Shards() [][]*Node {
 		out = append(out, by[k])
 	}
 	return out
+}
+
+// DropSync reports whether every node that answered drops synchronously
+// (DROP TABLE ... SYNC).
+func (t *Topology) DropSync() bool {
+	h := t.Healthy()
+	for _, n := range h {
+		if !n.Features.DropSync {
+			return false
+		}
+	}
+	return len(h) > 0
 }
 
 // Healthy returns the nodes that answered.
@@ -181,6 +195,9 @@ func (c *Connector) ResolveCluster(ctx context.Context, want string) (string, er
 	}
 	switch len(real) {
 	case 0:
+		if len(all) == 0 {
+			return "", fmt.Errorf("%w: cluster: auto found no cluster on %s (system.clusters is empty): remove cluster: for a single node, or name the cluster", ErrNoCluster, c.Seed)
+		}
 		return "", fmt.Errorf("%w: cluster: auto found no cluster on %s besides ClickHouse's built-in examples (%s): remove cluster: for a single node, or name the cluster", ErrNoCluster, c.Seed, strings.Join(all, ", "))
 	case 1:
 		return real[0], nil
@@ -241,7 +258,9 @@ func (c *Connector) Topology(ctx context.Context, cluster string) (*Topology, er
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			n.Version, n.Err = chclient.ServerVersion(ctx, n.Conn)
+			if n.Version, n.Err = chclient.ServerVersion(ctx, n.Conn); n.Err == nil {
+				n.Features, n.Err = chclient.DetectFeatures(ctx, n.Conn)
+			}
 		}()
 	}
 	wg.Wait()

@@ -161,8 +161,10 @@ type bench struct {
 
 func newBench(b *testing.B, sourceOrder string) *bench {
 	env := testenv.Load(b)
-	conn, db := env.SingleDB(b)
-	w := &bench{b: b, ch: conn, db: db, pg: env.PostgresDB(b), addr: env.CHAddr, dir: b.TempDir(), bin: benchBinary(b)}
+	// The 18.16 node: the baselines below were measured there.
+	s := env.Singles(b)[0]
+	conn, db := s.DB(b)
+	w := &bench{b: b, ch: conn, db: db, pg: env.PostgresDB(b), addr: s.Addr, dir: b.TempDir(), bin: benchBinary(b)}
 	w.exec("CREATE TABLE %s.products (id UInt64, category String, price Decimal(18,2), created_at DateTime) ENGINE = MergeTree() ORDER BY %s", db, sourceOrder)
 	w.exec("INSERT INTO %s.products SELECT number + 1, concat('cat', toString(number %% %d)), toDecimal64(number %% 1000, 2) / 10, toDateTime('2024-01-01 00:00:00') + number FROM numbers(%d)", db, benchCategories, benchRows)
 	// One part: no background merge of the source runs during the timings.

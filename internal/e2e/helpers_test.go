@@ -31,7 +31,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	binary = filepath.Join(dir, "shirath")
-	out, err := exec.Command("go", "build", "-race", "-o", binary, "github.com/shirath/shirath/cmd/shirath").CombinedOutput()
+	out, err := exec.Command("go", "build", "-race", "-tags", "crashpoints", "-o", binary, "github.com/shirath/shirath/cmd/shirath").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build shirath: %v\n%s", err, out)
 		os.Exit(1)
@@ -44,20 +44,28 @@ func TestMain(m *testing.M) {
 // fixture is one test's isolated world: a ClickHouse database, a PostgreSQL
 // database and a spec directory.
 type fixture struct {
-	t     *testing.T
-	env   *testenv.Env
-	ch    driver.Conn
-	db    string
-	pg    string
-	dir   string
-	addr  string // ClickHouse address shirath talks to
-	extra []string
+	t    *testing.T
+	env  *testenv.Env
+	ch   driver.Conn
+	db   string
+	pg   string
+	dir  string
+	addr string // ClickHouse address shirath talks to
+	// server is the single node under test (nil on the cluster).
+	server *testenv.Single
+	extra  []string
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T, s *testenv.Single) *fixture {
 	env := testenv.Load(t)
-	conn, db := env.SingleDB(t)
-	return &fixture{t: t, env: env, ch: conn, db: db, pg: env.PostgresDB(t), dir: t.TempDir(), addr: env.CHAddr}
+	conn, db := s.DB(t)
+	return &fixture{t: t, env: env, ch: conn, db: db, pg: env.PostgresDB(t), dir: t.TempDir(), addr: s.Addr, server: s}
+}
+
+// eachServer runs body on every single node of the matrix (18.16 and the
+// modern one), one after the other, as subtests named by version.
+func eachServer(t *testing.T, body func(t *testing.T, f *fixture)) {
+	testenv.Load(t).EachSingle(t, func(t *testing.T, s *testenv.Single) { body(t, newFixture(t, s)) })
 }
 
 func (f *fixture) exec(q string, args ...any) {

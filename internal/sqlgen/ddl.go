@@ -169,6 +169,10 @@ func (m MV) CreateDistributed(onCluster bool) (string, error) {
 // r must have an upper bound: a batch without one would also insert the rows
 // above the fence that the view already handles.
 func (m MV) BackfillBatch(r Range, ordered bool) (string, error) {
+	return m.backfillInto(m.Spec.TargetTable, r, ordered)
+}
+
+func (m MV) backfillInto(table string, r Range, ordered bool) (string, error) {
 	if r.UpTo == nil {
 		return "", fmt.Errorf("%w: a backfill batch needs an upper key bound", ErrInvalid)
 	}
@@ -184,7 +188,7 @@ func (m MV) BackfillBatch(r Range, ordered bool) (string, error) {
 		cols[i] = Ident(c.Name)
 	}
 	list := strings.Join(cols, ", ")
-	stmt := "INSERT INTO " + m.table(m.Spec.TargetTable) + " (" + list + ") SELECT " + list + " FROM (" + q + ")"
+	stmt := "INSERT INTO " + m.table(table) + " (" + list + ") SELECT " + list + " FROM (" + q + ")"
 	if ordered {
 		// Every column that can be sorted (aggregate states cannot), so
 		// that a retried batch sends byte-identical blocks, which is what

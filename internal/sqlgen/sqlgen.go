@@ -74,6 +74,11 @@ type MV struct {
 	// sum(Decimal(18,2)) is Decimal(38,2)) makes the view's insert fail
 	// with "Type mismatch".
 	Casts map[string]string
+	// DropSync makes drops synchronous (DROP TABLE ... SYNC, on servers
+	// that have it): in an Atomic database a dropped table's data, and a
+	// Replicated table's ZooKeeper path, are otherwise released minutes
+	// later, and a rebuild under the same path fails.
+	DropSync bool
 }
 
 // Range selects source rows by the backfill key: key > *After AND key <=
@@ -99,7 +104,11 @@ func (m MV) DropDistributed(onCluster bool) string {
 }
 
 func (m MV) drop(name string, onCluster bool) string {
-	return "DROP TABLE IF EXISTS " + m.table(name) + m.onCluster(onCluster)
+	q := "DROP TABLE IF EXISTS " + m.table(name) + m.onCluster(onCluster)
+	if m.DropSync {
+		q += " SYNC"
+	}
+	return q
 }
 
 func (m MV) table(name string) string { return Table(m.Spec.Database, name) }

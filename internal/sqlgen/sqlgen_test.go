@@ -414,3 +414,27 @@ func TestOnClusterIgnoredWithoutCluster(t *testing.T) {
 		t.Errorf("Optimize(true) without a cluster: %s", got)
 	}
 }
+
+func TestStageStatements(t *testing.T) {
+	m := MV{Spec: withSpec(func(s *specs.Spec) { s.Database = "we`ird" })}
+	want := map[string]string{
+		"create":   "CREATE TABLE IF NOT EXISTS `we\\`ird`.`_shirath_stage_category_totals` AS `we\\`ird`.`category_totals`",
+		"truncate": "TRUNCATE TABLE IF EXISTS `we\\`ird`.`_shirath_stage_category_totals`",
+		"move":     "ALTER TABLE `we\\`ird`.`_shirath_stage_category_totals` MOVE PARTITION ID 'it\\'s' TO TABLE `we\\`ird`.`category_totals`",
+		"drop":     "DROP TABLE IF EXISTS `we\\`ird`.`_shirath_stage_category_totals` SYNC",
+	}
+	m.DropSync = true
+	got := map[string]string{"create": m.CreateStage(), "truncate": m.TruncateStage(), "move": m.MoveStagePartition("it's"), "drop": m.DropStage(true)}
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("%s:\n got %s\nwant %s", k, got[k], w)
+		}
+	}
+	q, err := m.StageBatch(Range{After: i64(10), UpTo: i64(20)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(q, "INSERT INTO `we\\`ird`.`_shirath_stage_category_totals` (`category`, `cnt`, `total_price`) SELECT") || !strings.Contains(q, "`id` > 10") {
+		t.Errorf("stage batch: %s", q)
+	}
+}

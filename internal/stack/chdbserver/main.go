@@ -17,8 +17,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"syscall"
-	"unsafe"
 
 	"github.com/ebitengine/purego"
 )
@@ -57,6 +57,7 @@ func run(lib, path string, tcp, http int) error {
 	if err != nil {
 		return fmt.Errorf("load %s: %w", lib, err)
 	}
+	// The result (a chdb_result *) is not read: the query only blocks.
 	var queryCmdline func(argc int32, argv **byte) uintptr
 	purego.RegisterLibFunc(&queryCmdline, h, "chdb_query_cmdline")
 
@@ -93,8 +94,7 @@ func run(lib, path string, tcp, http int) error {
 	}()
 
 	fmt.Fprintf(os.Stderr, "chdbserver: serving %s on 127.0.0.1:%d (native) and :%d (http)\n", path, tcp, http)
-	res := queryCmdline(int32(len(args)), &argv[0])
-	_ = unsafe.Pointer(res)
-	_ = keep
+	queryCmdline(int32(len(args)), &argv[0])
+	runtime.KeepAlive(keep)
 	return nil
 }
