@@ -46,11 +46,7 @@ func (r *run) batchMode(ctx context.Context, n *planner.Node) (batchMode, error)
 		}
 		return modeLog, nil
 	}
-	var c uint64
-	if err := n.Conn.QueryRow(ctx, "SELECT count() FROM system.settings WHERE name = 'insert_deduplication_token'").Scan(&c); err != nil {
-		return modeLog, fmt.Errorf("read system.settings on %s: %w", n.Addr, err)
-	}
-	if c > 0 {
+	if n.Features.DedupToken {
 		return modeToken, nil
 	}
 	if r.deterministicBatches() {

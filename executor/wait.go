@@ -154,11 +154,7 @@ func (r *run) waitDistributedSends(ctx context.Context) error {
 	}
 	deadline := time.Now().Add(r.e.Opts.InsertWaitTimeout)
 	for _, n := range r.topo.Healthy() {
-		var has uint64
-		if err := n.Conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = 'system' AND name = 'distribution_queue'").Scan(&has); err != nil {
-			return fmt.Errorf("look for system.distribution_queue on %s: %w", n.Addr, err)
-		}
-		if has == 0 {
+		if !n.Features.DistributionQueue {
 			continue
 		}
 		src := r.c.Spec.SourceTable

@@ -288,6 +288,19 @@ func TestPlanExitCodesAndSavedPlans(t *testing.T) {
 		if r.code != 0 || !strings.Contains(r.stdout, "completed") || !strings.Contains(r.stdout, "100.0%") {
 			t.Fatalf("status: exit %d\n%s", r.code, r.stdout)
 		}
+
+		// A drop is synchronous where the server can make it so: in an
+		// Atomic database a plain DROP leaves the table's data (and a
+		// Replicated table's ZooKeeper path) for minutes.
+		f.mustRun("mv", "drop", f.db+".by_category")
+		if n := f.scalar("SELECT count() FROM system.tables WHERE database = currentDatabase() AND name LIKE 'by_category%'"); n != "0" {
+			t.Fatalf("%s objects of by_category left after mv drop", n)
+		}
+		if f.server.Atomic {
+			if n := f.scalar("SELECT count() FROM system.dropped_tables WHERE database = currentDatabase()"); n != "0" {
+				t.Fatalf("%s dropped tables still held by the server: the drop was not SYNC", n)
+			}
+		}
 	})
 }
 
