@@ -117,7 +117,7 @@ func Start(t testing.TB, bin string, env Env, args ...string) *Daemon {
 			t.Errorf("daemon: %v", err)
 		}
 		if t.Failed() {
-			t.Logf("daemon log (last 20000 bytes):\n%s", d.Log(20000))
+			t.Logf("daemon log without the successful GETs (last 20000 bytes):\n%s", d.Log(20000))
 		}
 	})
 	select {
@@ -172,9 +172,18 @@ func (d *Daemon) exitErr() error {
 // Stdout is what the daemon printed on stdout so far.
 func (d *Daemon) Stdout() string { return d.out.String() }
 
-// Log returns the last n bytes of the daemon's stderr.
+// Log returns the last n bytes of the daemon's stderr, without the debug
+// lines of successful GETs: WaitFor polls every 50ms, and those lines would
+// push everything the daemon did out of the last n bytes.
 func (d *Daemon) Log(n int) string {
-	s := d.log.String()
+	var b strings.Builder
+	for _, line := range strings.SplitAfter(d.log.String(), "\n") {
+		if strings.Contains(line, `"@level":"debug","@message":"request"`) {
+			continue
+		}
+		b.WriteString(line)
+	}
+	s := b.String()
 	if len(s) > n {
 		s = s[len(s)-n:]
 	}
