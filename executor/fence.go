@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shirath/shirath/internal/chclient"
 	"github.com/shirath/shirath/internal/sqlgen"
 	"github.com/shirath/shirath/planner"
 	"github.com/shirath/shirath/state"
@@ -207,20 +208,11 @@ func intersect(a, b []string) []string {
 }
 
 func queryStrings(ctx context.Context, n *planner.Node, q string, args ...any) ([]string, error) {
-	rows, err := n.Conn.Query(ctx, q, args...)
+	out, err := chclient.Strings(ctx, n.Conn, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("query %s: %w", n.Addr, err)
 	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // globalMax is the largest key in the source over every node (0 when empty).

@@ -108,17 +108,17 @@ func parses(ctx context.Context, conn driver.Conn, q string) (bool, error) {
 
 func queryLog(ctx context.Context, conn driver.Conn) (present, enum bool, err error) {
 	const q = "SELECT type FROM system.columns WHERE database = 'system' AND table = 'query_log' AND name = 'type'"
-	types, err := queryStrings(ctx, conn, q)
+	types, err := Strings(ctx, conn, q)
 	if err != nil {
-		return false, false, err
+		return false, false, fmt.Errorf("detect server features (%s): %w", q, err)
 	}
 	if len(types) == 0 {
 		// The server creates its log tables on their first flush.
 		if err := conn.Exec(ctx, "SYSTEM FLUSH LOGS"); err != nil {
 			return false, false, fmt.Errorf("flush logs: %w", err)
 		}
-		if types, err = queryStrings(ctx, conn, q); err != nil {
-			return false, false, err
+		if types, err = Strings(ctx, conn, q); err != nil {
+			return false, false, fmt.Errorf("detect server features (%s): %w", q, err)
 		}
 	}
 	if len(types) == 0 {
@@ -127,10 +127,11 @@ func queryLog(ctx context.Context, conn driver.Conn) (present, enum bool, err er
 	return true, len(types[0]) >= 4 && types[0][:4] == "Enum", nil
 }
 
-func queryStrings(ctx context.Context, conn driver.Conn, q string) ([]string, error) {
-	rows, err := conn.Query(ctx, q)
+// Strings runs a query whose rows are one string each.
+func Strings(ctx context.Context, conn driver.Conn, q string, args ...any) ([]string, error) {
+	rows, err := conn.Query(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("detect server features (%s): %w", q, err)
+		return nil, err
 	}
 	defer rows.Close()
 	var out []string

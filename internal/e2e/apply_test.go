@@ -62,13 +62,7 @@ func (f *fixture) assertAggregatingExact() {
 // job reads a job row straight from PostgreSQL.
 func (f *fixture) job(name string) (status string, processed, total int64, ok bool) {
 	f.t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, f.pg)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	err = conn.QueryRow(ctx, "SELECT status, processed_rows, total_rows FROM mv_jobs WHERE name = $1", name).Scan(&status, &processed, &total)
+	err := f.pgRow("SELECT status, processed_rows, total_rows FROM mv_jobs WHERE name = $1", []any{name}, &status, &processed, &total)
 	if err == pgx.ErrNoRows {
 		return "", 0, 0, false
 	}

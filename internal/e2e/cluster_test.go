@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/shirath/shirath/internal/testenv"
 )
@@ -226,14 +225,8 @@ func TestClusterNodeStoppedDuringApply(t *testing.T) {
 // shardProcessed reads one shard's backfilled rows from PostgreSQL.
 func (f *fixture) shardProcessed(name string, shard int) int64 {
 	f.t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, f.pg)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	defer conn.Close(ctx)
 	var n int64
-	err = conn.QueryRow(ctx, "SELECT coalesce(sum(s.processed_rows), 0) FROM mv_job_shards s JOIN mv_jobs j ON j.id = s.job_id WHERE j.name = $1 AND s.shard = $2", name, shard).Scan(&n)
+	err := f.pgRow("SELECT coalesce(sum(s.processed_rows), 0) FROM mv_job_shards s JOIN mv_jobs j ON j.id = s.job_id WHERE j.name = $1 AND s.shard = $2", []any{name, shard}, &n)
 	if err != nil && !strings.Contains(err.Error(), "does not exist") {
 		f.t.Fatal(err)
 	}

@@ -84,14 +84,8 @@ func TestApplyKilledInBatch(t *testing.T) {
 // inflight reads the in-flight marker of the job's shard ("" when none).
 func (f *fixture) inflight() string {
 	f.t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, f.pg)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	defer conn.Close(ctx)
 	var m *string
-	err = conn.QueryRow(ctx, "SELECT inflight_query_id FROM mv_job_shards ORDER BY shard LIMIT 1").Scan(&m)
+	err := f.pgRow("SELECT inflight_query_id FROM mv_job_shards ORDER BY shard LIMIT 1", nil, &m)
 	if err == pgx.ErrNoRows || m == nil {
 		return ""
 	}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/shirath/shirath/internal/testenv"
 )
@@ -292,4 +293,16 @@ func (b *background) kill() {
 func (b *background) wait() error {
 	<-b.done
 	return b.err
+}
+
+// pgRow reads one row of the job store straight from PostgreSQL.
+func (f *fixture) pgRow(q string, args []any, dest ...any) error {
+	f.t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, f.pg)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	return conn.QueryRow(ctx, q, args...).Scan(dest...)
 }
