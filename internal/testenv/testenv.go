@@ -133,35 +133,6 @@ func ctx(t testing.TB) context.Context {
 	return c
 }
 
-// ClickHouse connects to the single node.
-func (e *Env) ClickHouse(t testing.TB) driver.Conn {
-	t.Helper()
-	conn, err := chclient.Open(ctx(t), e.CHAddr, chclient.Options{})
-	if err != nil {
-		t.Fatalf("testenv: %v; %s", err, hint)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
-}
-
-// SingleDB creates a fresh database on the single node, dropped when the test ends.
-func (e *Env) SingleDB(t testing.TB) (driver.Conn, string) {
-	t.Helper()
-	conn := e.ClickHouse(t)
-	db := UniqueName("t")
-	if err := conn.Exec(ctx(t), "CREATE DATABASE "+db); err != nil {
-		t.Fatalf("testenv: create database %s: %v", db, err)
-	}
-	t.Cleanup(func() {
-		c, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := conn.Exec(c, "DROP DATABASE IF EXISTS "+db); err != nil {
-			t.Errorf("testenv: drop database %s: %v", db, err)
-		}
-	})
-	return conn, db
-}
-
 // Cluster is a fresh database on every node of the test cluster.
 type Cluster struct {
 	Name  string
