@@ -119,7 +119,7 @@ modern_up() {
 	fi
 	mkdir -p "$dir/log"
 	(cd "$dir" && spawn "$dir/pid" "$dir/log/stdout" "$STACK_DIR/bin/chdbserver" \
-		-lib "$(chdb_lib)" -path "$dir/data" -tcp-port "$MODERN_TCP" -http-port "$MODERN_HTTP")
+		-lib "$(chdb_lib)" -path "$dir/data" -log "$dir/log/ch.log" -tcp-port "$MODERN_TCP" -http-port "$MODERN_HTTP")
 }
 
 # ---------------------------------------------------------------- PostgreSQL

@@ -15,10 +15,13 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/ebitengine/purego"
 )
@@ -28,18 +31,23 @@ func main() {
 	path := flag.String("path", "", "data directory (created if missing)")
 	tcp := flag.Int("tcp-port", 0, "native protocol port on 127.0.0.1")
 	http := flag.Int("http-port", 0, "HTTP port on 127.0.0.1")
+	logFile := flag.String("log", "", "the engine's log file (warnings and errors)")
+	child := flag.Bool("child", false, "run the engine in this process (the supervisor starts it so)")
 	flag.Parse()
 	if *lib == "" || *path == "" || *tcp == 0 || *http == 0 {
 		flag.Usage()
 		os.Exit(2)
 	}
-	if err := run(*lib, *path, *tcp, *http); err != nil {
+	if !*child {
+		os.Exit(supervise())
+	}
+	if err := run(*lib, *path, *logFile, *tcp, *http); err != nil {
 		fmt.Fprintln(os.Stderr, "chdbserver:", err)
 		os.Exit(1)
 	}
 }
 
-func run(lib, path string, tcp, http int) error {
+func run(lib, path, logFile string, tcp, http int) error {
 	path, err := filepath.Abs(path)
 	if err != nil {
 		return err
@@ -57,9 +65,10 @@ func run(lib, path string, tcp, http int) error {
 	if err != nil {
 		return fmt.Errorf("load %s: %w", lib, err)
 	}
-	// The result (a chdb_result *) is not read: the query only blocks.
 	var queryCmdline func(argc int32, argv **byte) uintptr
 	purego.RegisterLibFunc(&queryCmdline, h, "chdb_query_cmdline")
+	var resultError func(res uintptr) string
+	purego.RegisterLibFunc(&resultError, h, "chdb_result_error")
 
 	// The blocking read keeps the listeners open; storage_file_read_method
 	// 'read' makes the file engine read the FIFO as a stream.
@@ -74,6 +83,9 @@ func run(lib, path string, tcp, http int) error {
 		"--multiquery",
 		"--query=" + query,
 	}
+	if logFile != "" {
+		args = append(args, "--logger.log="+logFile, "--log-level=warning")
+	}
 	argv := make([]*byte, len(args)+1)
 	keep := make([][]byte, len(args))
 	for i, a := range args {
@@ -83,8 +95,11 @@ func run(lib, path string, tcp, http int) error {
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	var stopping atomic.Bool
 	go func() {
-		<-sig
+		s := <-sig
+		stopping.Store(true)
+		fmt.Fprintf(os.Stderr, "chdbserver: %s: stopping\n", s)
 		// Opening the FIFO for writing blocks until the server reads it; the
 		// line ends the blocking query and with it the server.
 		if f, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
@@ -94,7 +109,48 @@ func run(lib, path string, tcp, http int) error {
 	}()
 
 	fmt.Fprintf(os.Stderr, "chdbserver: serving %s on 127.0.0.1:%d (native) and :%d (http)\n", path, tcp, http)
-	queryCmdline(int32(len(args)), &argv[0])
+	res := queryCmdline(int32(len(args)), &argv[0])
 	runtime.KeepAlive(keep)
+	if res == 0 {
+		return fmt.Errorf("the engine returned no result")
+	}
+	if msg := resultError(res); msg != "" {
+		return fmt.Errorf("the engine stopped: %s", msg)
+	}
+	if !stopping.Load() {
+		return fmt.Errorf("the engine stopped without a stop request")
+	}
+	fmt.Fprintln(os.Stderr, "chdbserver: stopped")
 	return nil
+}
+
+// supervise runs the engine in a child process and starts it again when it
+// dies without a stop request, as a service manager restarts a crashed
+// server: chDB's engine has been seen to die under the test suite's load
+// (a SIGKILLed client in the middle of DDL) with nothing in its log. Each
+// death is reported with its exit status; the query that was running fails
+// for its client, so no test passes through a crash unnoticed.
+func supervise() int {
+	args := append([]string{"-child"}, os.Args[1:]...)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	for {
+		cmd := exec.Command(os.Args[0], args...)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Start(); err != nil {
+			fmt.Fprintln(os.Stderr, "chdbserver:", err)
+			return 1
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case s := <-sig:
+			cmd.Process.Signal(s)
+			<-done
+			return 0
+		case err := <-done:
+			fmt.Fprintf(os.Stderr, "chdbserver: %s: the engine died (%v); starting it again\n", time.Now().Format(time.RFC3339), err)
+			time.Sleep(time.Second)
+		}
+	}
 }
