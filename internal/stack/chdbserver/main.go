@@ -134,7 +134,9 @@ func supervise() int {
 	args := append([]string{"-child"}, os.Args[1:]...)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	quick := 0 // deaths in a row within 10s of a start: the engine cannot start
 	for {
+		started := time.Now()
 		cmd := exec.Command(os.Args[0], args...)
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 		if err := cmd.Start(); err != nil {
@@ -149,6 +151,14 @@ func supervise() int {
 			<-done
 			return 0
 		case err := <-done:
+			if time.Since(started) < 10*time.Second {
+				if quick++; quick == 3 {
+					fmt.Fprintf(os.Stderr, "chdbserver: the engine died 3 times within 10s of starting (%v): giving up\n", err)
+					return 1
+				}
+			} else {
+				quick = 0
+			}
 			fmt.Fprintf(os.Stderr, "chdbserver: %s: the engine died (%v); starting it again\n", time.Now().Format(time.RFC3339), err)
 			time.Sleep(time.Second)
 		}
