@@ -183,6 +183,10 @@ func (e *Executor) ApplyChange(ctx context.Context, c *planner.ResourceChange) e
 		return err
 	}
 	r.mv.DropSync = r.topo.DropSync()
+	if r.job != nil && r.job.Deployment == "" {
+		// Recorded before deployments were: this apply claims it.
+		r.job.Deployment = r.topo.Deployment
+	}
 	switch c.Action {
 	case planner.Delete:
 		return r.destroy(ctx)
@@ -309,7 +313,7 @@ func (r *run) newJob(ctx context.Context) error {
 	j := &state.Job{
 		Name: r.c.Name, Database: r.c.Database, SourceTable: r.c.Spec.SourceTable, TargetTable: r.c.Spec.TargetTable,
 		Status: state.StatusCreating, ClusterName: r.c.Cluster, Nodes: nodes, Config: cfg, SpecHash: specs.Hash(r.c.Spec),
-		Applied: map[string]state.AppliedObject{},
+		Applied: map[string]state.AppliedObject{}, Deployment: r.topo.Deployment,
 	}
 	if err := r.e.Store.CreateJob(ctx, j); err != nil {
 		return err

@@ -35,6 +35,9 @@ type Node struct {
 type Topology struct {
 	Cluster string // "" for a single node
 	Nodes   []*Node
+	// Deployment identifies the ClickHouse deployment, as jobs record it
+	// (see Connector.Deployments).
+	Deployment string
 }
 
 // Shards groups the nodes by shard number, in shard order.
@@ -221,6 +224,9 @@ func (c *Connector) Topology(ctx context.Context, cluster string) (*Topology, er
 	t := &Topology{Cluster: cluster}
 	if cluster == "" {
 		t.Nodes = []*Node{{Addr: c.Seed, Shard: 1, Replica: 1, Conn: seed}}
+		if t.Deployment, err = NodeIdentity(ctx, seed); err != nil {
+			return nil, fmt.Errorf("identify %s: %w", c.Seed, err)
+		}
 	} else {
 		rows, err := seed.Query(ctx, "SELECT shard_num, replica_num, host_name, port FROM system.clusters WHERE cluster = ? ORDER BY shard_num, replica_num", cluster)
 		if err != nil {
@@ -240,6 +246,11 @@ func (c *Connector) Topology(ctx context.Context, cluster string) (*Topology, er
 		if len(t.Nodes) == 0 {
 			return nil, fmt.Errorf("%w: cluster %q has no nodes on %s", ErrNoCluster, cluster, c.Seed)
 		}
+		addrs := make([]string, len(t.Nodes))
+		for i, n := range t.Nodes {
+			addrs[i] = n.Addr
+		}
+		t.Deployment = clusterIdentity(cluster, addrs)
 		var wg sync.WaitGroup
 		for _, n := range t.Nodes {
 			wg.Add(1)
@@ -271,6 +282,79 @@ func (c *Connector) Topology(ctx context.Context, cluster string) (*Topology, er
 	c.topos[cluster] = t
 	c.mu.Unlock()
 	return t, nil
+}
+
+// Deployments names the ClickHouse deployments the seed belongs to: the seed
+// as a single node, and every cluster its system.clusters lists. Jobs record
+// the deployment they were applied to, and a job store shared by several
+// deployments shows each only the jobs of the deployments it belongs to.
+func (c *Connector) Deployments(ctx context.Context) ([]string, error) {
+	seed, err := c.Conn(ctx, c.Seed)
+	if err != nil {
+		return nil, err
+	}
+	self, err := NodeIdentity(ctx, seed)
+	if err != nil {
+		return nil, fmt.Errorf("identify %s: %w", c.Seed, err)
+	}
+	out := []string{self}
+	rows, err := seed.Query(ctx, "SELECT cluster, host_name, port FROM system.clusters ORDER BY cluster, shard_num, replica_num")
+	if err != nil {
+		return nil, fmt.Errorf("read system.clusters on %s: %w", c.Seed, err)
+	}
+	defer rows.Close()
+	nodes := map[string][]string{}
+	var names []string
+	for rows.Next() {
+		var cluster, host string
+		var port uint16
+		if err := rows.Scan(&cluster, &host, &port); err != nil {
+			return nil, err
+		}
+		if _, ok := nodes[cluster]; !ok {
+			names = append(names, cluster)
+		}
+		nodes[cluster] = append(nodes[cluster], fmt.Sprintf("%s:%d", host, port))
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for _, n := range names {
+		out = append(out, clusterIdentity(n, nodes[n]))
+	}
+	return out, nil
+}
+
+// clusterIdentity is a cluster's deployment: its name and its nodes as
+// system.clusters lists them.
+func clusterIdentity(name string, addrs []string) string {
+	a := append([]string{}, addrs...)
+	sort.Strings(a)
+	return "cluster:" + name + "[" + strings.Join(a, ",") + "]"
+}
+
+// NodeIdentity is a single node's deployment, whatever address reaches it:
+// its serverUUID() where the server has one, else its host name and data
+// path (18.16 has no server UUID; chDB's engine reports a zero one).
+func NodeIdentity(ctx context.Context, conn driver.Conn) (string, error) {
+	var hasUUID uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM system.functions WHERE name = 'serverUUID'").Scan(&hasUUID); err != nil {
+		return "", err
+	}
+	if hasUUID > 0 {
+		var id string
+		if err := conn.QueryRow(ctx, "SELECT toString(serverUUID())").Scan(&id); err != nil {
+			return "", err
+		}
+		if id != "00000000-0000-0000-0000-000000000000" {
+			return "node:uuid:" + id, nil
+		}
+	}
+	var host, path string
+	if err := conn.QueryRow(ctx, "SELECT hostName(), data_path FROM system.databases WHERE name = 'system'").Scan(&host, &path); err != nil {
+		return "", err
+	}
+	return "node:" + host + ":" + path, nil
 }
 
 // Table is one table (or view) as a node's system tables describe it.

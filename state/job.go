@@ -60,6 +60,10 @@ type Job struct {
 	Status      Status
 	ClusterName string // "" when single node
 	Nodes       []string
+	// Deployment is the ClickHouse deployment the job was applied to
+	// (planner.Connector.Deployments); "" for a job recorded before
+	// deployments were, which the next apply claims.
+	Deployment string
 
 	CutoffID        *int64
 	LastProcessedID *int64

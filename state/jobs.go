@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -11,7 +12,7 @@ import (
 
 const jobColumns = `id, name, database, source_table, target_table, status, cluster_name, nodes,
 	cutoff_id, total_rows, processed_rows, last_processed_id, config, spec_hash, applied,
-	fence_verified, error_message, inserted_at, updated_at`
+	fence_verified, error_message, inserted_at, updated_at, deployment`
 
 const shardColumns = `job_id, shard, replica, status, total_rows, processed_rows, last_processed_id,
 	inflight_lo, inflight_hi, inflight_query_id, error_message, updated_at`
@@ -30,12 +31,12 @@ func (s *Store) CreateJob(ctx context.Context, j *Job) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		err := tx.QueryRow(ctx, `INSERT INTO mv_jobs (name, database, source_table, target_table, status,
 				cluster_name, nodes, cutoff_id, total_rows, processed_rows, last_processed_id, config,
-				spec_hash, applied, fence_verified, error_message)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+				spec_hash, applied, fence_verified, error_message, deployment)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
 			RETURNING id, inserted_at, updated_at`,
 			j.Name, j.Database, j.SourceTable, j.TargetTable, j.Status, nullString(j.ClusterName),
 			nonNilNodes(j.Nodes), j.CutoffID, j.TotalRows, j.ProcessedRows, j.LastProcessedID, j.Config,
-			j.SpecHash, nonNilApplied(j.Applied), j.FenceVerified, nullString(j.ErrorMessage),
+			j.SpecHash, nonNilApplied(j.Applied), j.FenceVerified, nullString(j.ErrorMessage), j.Deployment,
 		).Scan(&j.ID, &j.InsertedAt, &j.UpdatedAt)
 		if err != nil {
 			return err
@@ -64,12 +65,34 @@ func (s *Store) GetJob(ctx context.Context, database, name string) (*Job, error)
 	var j *Job
 	err := readTx(ctx, s, func(tx pgx.Tx) error {
 		var err error
-		j, err = scanJob(tx.QueryRow(ctx, `SELECT `+jobColumns+` FROM mv_jobs WHERE database = $1 AND name = $2`, database, name))
-		if errors.Is(err, pgx.ErrNoRows) {
-			return ErrNotFound
-		}
+		where, args := s.inScope(`WHERE database = $1 AND name = $2`, database, name)
+		rows, err := tx.Query(ctx, `SELECT `+jobColumns+` FROM mv_jobs `+where+` ORDER BY deployment DESC`, args...)
 		if err != nil {
 			return err
+		}
+		var found []*Job
+		for rows.Next() {
+			j, err := scanJob(rows)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			found = append(found, j)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		switch len(found) {
+		case 0:
+			return ErrNotFound
+		case 1:
+			j = found[0]
+		default:
+			var ds []string
+			for _, f := range found {
+				ds = append(ds, deploymentName(f.Deployment))
+			}
+			return fmt.Errorf("%w: jobs of deployments %s are all in scope", ErrAmbiguous, strings.Join(ds, ", "))
 		}
 		return loadShards(ctx, tx, map[int64]*Job{j.ID: j}, `WHERE job_id = $1`, j.ID)
 	})
@@ -86,7 +109,8 @@ func (s *Store) ListJobs(ctx context.Context) ([]*Job, error) {
 	var jobs []*Job
 	err := readTx(ctx, s, func(tx pgx.Tx) error {
 		jobs = nil
-		rows, err := tx.Query(ctx, `SELECT `+jobColumns+` FROM mv_jobs ORDER BY database, name`)
+		where, args := s.inScope(``)
+		rows, err := tx.Query(ctx, `SELECT `+jobColumns+` FROM mv_jobs `+where+` ORDER BY database, name, deployment`, args...)
 		if err != nil {
 			return err
 		}
@@ -141,12 +165,13 @@ func (s *Store) UpdateJob(ctx context.Context, j *Job) error {
 				last_processed_id = CASE WHEN EXISTS (SELECT 1 FROM mv_job_shards WHERE job_id = $1)
 					THEN (`+shardsLastID+`) ELSE $12 END,
 				config = $13, spec_hash = $14, applied = $15, fence_verified = $16, error_message = $17,
+				deployment = CASE WHEN deployment = '' THEN $18 ELSE deployment END,
 				updated_at = now()
 			WHERE id = $1
 			RETURNING processed_rows, last_processed_id, updated_at`,
 			j.ID, j.Name, j.Database, j.SourceTable, j.TargetTable, j.Status, nullString(j.ClusterName),
 			nonNilNodes(j.Nodes), j.CutoffID, j.TotalRows, j.ProcessedRows, j.LastProcessedID, j.Config,
-			j.SpecHash, nonNilApplied(j.Applied), j.FenceVerified, nullString(j.ErrorMessage),
+			j.SpecHash, nonNilApplied(j.Applied), j.FenceVerified, nullString(j.ErrorMessage), j.Deployment,
 		).Scan(&j.ProcessedRows, &j.LastProcessedID, &j.UpdatedAt)
 	})
 	if err != nil {
@@ -196,7 +221,7 @@ func scanJob(row pgx.Row) (*Job, error) {
 	)
 	err := row.Scan(&j.ID, &j.Name, &j.Database, &j.SourceTable, &j.TargetTable, &status, &cluster, &j.Nodes,
 		&j.CutoffID, &j.TotalRows, &j.ProcessedRows, &j.LastProcessedID, &j.Config, &j.SpecHash, &j.Applied,
-		&j.FenceVerified, &errMsg, &inserted, &updated)
+		&j.FenceVerified, &errMsg, &inserted, &updated, &j.Deployment)
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -22,9 +23,51 @@ var ErrNotFound = errors.New("state: not found")
 // stored under the same database and name and force was not given.
 var ErrSpecConflict = errors.New("state: a different spec exists")
 
+// ErrAmbiguous is returned by GetJob when jobs of several deployments in the
+// store's scope carry the same database and name.
+var ErrAmbiguous = errors.New("state: ambiguous job")
+
 // Store is the PostgreSQL job store. It is safe for concurrent use.
 type Store struct {
 	pool *pgxpool.Pool
+	// scope, once set, limits the jobs read to those of these deployments
+	// (and those recorded before deployments were): one job store may serve
+	// several ClickHouse deployments, and each must see only its own.
+	scope atomic.Pointer[[]string]
+}
+
+// SetScope limits the jobs that GetJob and ListJobs return to those of the
+// given deployments, plus jobs recorded before deployments were (""). An
+// empty list shows none of the recorded ones: a daemon that has not yet
+// reached its ClickHouse sees no other deployment's jobs. A store whose scope
+// was never set sees every job.
+func (s *Store) SetScope(deployments []string) {
+	d := append([]string{}, deployments...)
+	s.scope.Store(&d)
+}
+
+// inScope appends the scope to a WHERE clause (which may be empty) whose
+// arguments are args.
+func (s *Store) inScope(where string, args ...any) (string, []any) {
+	p := s.scope.Load()
+	if p == nil {
+		return where, args
+	}
+	cond := fmt.Sprintf("(deployment = '' OR deployment = ANY($%d))", len(args)+1)
+	if where == "" {
+		where = "WHERE " + cond
+	} else {
+		where += " AND " + cond
+	}
+	return where, append(args, *p)
+}
+
+// deploymentName prints a job's deployment for messages.
+func deploymentName(d string) string {
+	if d == "" {
+		return "(unrecorded)"
+	}
+	return d
 }
 
 // Open connects to the PostgreSQL database at url and applies the pending

@@ -65,8 +65,23 @@ func (a *app) stdoutTTY() bool {
 	return ok && a.isTerminal(f)
 }
 
+// store opens the job store, scoped to the deployments the ClickHouse seed
+// belongs to: one job store may serve several deployments, and a command
+// sees only the jobs of the one it is connected to.
 func (a *app) store(ctx context.Context) (*state.Store, error) {
-	return state.Open(ctx, a.g.Postgres)
+	conn := a.connector()
+	defer conn.Close()
+	deployments, err := conn.Deployments(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("identify the ClickHouse deployment (the job store shows each deployment its own jobs): %w", err)
+	}
+	st, err := state.Open(ctx, a.g.Postgres)
+	if err != nil {
+		return nil, err
+	}
+	st.SetScope(deployments)
+	a.log.Debug("job store scoped", "deployments", deployments)
+	return st, nil
 }
 
 func (a *app) connector() *planner.Connector {

@@ -57,6 +57,10 @@ func (c *ServeCmd) Run(a *app, ctx context.Context) error {
 		return err
 	}
 	defer st.Close()
+	// Until the deployment is known the daemon sees no recorded job: it
+	// must never act on another deployment's jobs.
+	st.SetScope(nil)
+	go a.scopeWhenReachable(ctx, st, log)
 	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", c.Listen, err)
@@ -130,4 +134,25 @@ func loopback(listen string) (bool, error) {
 		}
 	}
 	return len(ips) > 0, nil
+}
+
+// scopeWhenReachable scopes the daemon's job store to its deployments once
+// ClickHouse answers, trying again every few seconds until it does.
+func (a *app) scopeWhenReachable(ctx context.Context, st *state.Store, log hclog.Logger) {
+	for {
+		conn := a.connector()
+		deployments, err := conn.Deployments(ctx)
+		conn.Close()
+		if err == nil {
+			st.SetScope(deployments)
+			log.Info("job store scoped to this ClickHouse deployment", "deployments", deployments)
+			return
+		}
+		log.Warn("cannot identify the ClickHouse deployment yet: no job is reconciled until then", "error", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(3 * time.Second):
+		}
+	}
 }
