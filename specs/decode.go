@@ -34,6 +34,12 @@ type fieldIndex struct {
 type fieldPos struct {
 	line, col int // of the value
 	null      bool
+	// nullText is how a null value was written ("null", "~"; "" when
+	// left empty), for the hint of a name that YAML read as null.
+	nullText string
+	// cutLine and cutCol locate a " #" that ended a plain value as a
+	// comment while the rest of the line looks like more of the value.
+	cutLine, cutCol int
 	// lit maps byte offsets of the value to file positions when the value
 	// is written so that the mapping is exact (a one-line scalar, or a
 	// literal block); errors inside a type or a query then point at the
@@ -51,6 +57,14 @@ func (ix *fieldIndex) has(path string) bool {
 	}
 	p, ok := ix.pos[path]
 	return ok && !p.null
+}
+
+// get returns where and how a field was written (zero when it was not).
+func (ix *fieldIndex) get(path string) fieldPos {
+	if ix == nil {
+		return fieldPos{}
+	}
+	return ix.pos[path]
 }
 
 // broken reports whether the field or one of its parents failed to decode.
@@ -177,8 +191,12 @@ func resolve(n *yaml.Node) *yaml.Node {
 func (d *nodeDecoder) record(path string, n *yaml.Node) {
 	p := fieldPos{line: n.Line, col: n.Column}
 	p.null = n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
+	if p.null {
+		p.nullText = n.Value
+	}
 	if n.Kind == yaml.ScalarNode && n.Line > 0 {
 		p.lit = d.literalLayout(n)
+		p.cutLine, p.cutCol = d.commentCut(n)
 	}
 	d.ix.pos[path] = p
 }
@@ -193,15 +211,6 @@ func (d *nodeDecoder) literalLayout(n *yaml.Node) []litLine {
 			return "", false
 		}
 		return strings.TrimSuffix(d.lines[no-1], "\r"), true
-	}
-	// byteAt converts yaml's 1-based rune column to a byte index.
-	byteAt := func(s string, col int) int {
-		i := 0
-		for c := 1; c < col && i < len(s); c++ {
-			_, w := utf8.DecodeRuneInString(s[i:])
-			i += w
-		}
-		return i
 	}
 	switch n.Style {
 	case 0, yaml.SingleQuotedStyle, yaml.DoubleQuotedStyle:
@@ -355,6 +364,16 @@ func (d *nodeDecoder) decode(path string, key, n *yaml.Node, v reflect.Value, de
 			d.decode(fmt.Sprintf("%s[%d]", path, i), nil, c, s.Index(i), depth+1)
 		}
 		v.Set(s)
+		if v.Type().Elem().Kind() == reflect.String {
+			for i, sp := range d.sequenceSplits(n) {
+				field := fmt.Sprintf("%s[%d]", path, i)
+				d.failAt(n.Content[i], field, quoteHint(field, sp.text),
+					"unquoted item %q is cut at ',': in a flow list [...] a comma ends an unquoted item", sp.text)
+				for j := i + 1; j <= sp.last; j++ {
+					d.ix.bad[fmt.Sprintf("%s[%d]", path, j)] = true
+				}
+			}
+		}
 	case reflect.Pointer:
 		p := reflect.New(v.Type().Elem())
 		d.decode(path, nil, n, p.Elem(), depth+1)
@@ -364,6 +383,8 @@ func (d *nodeDecoder) decode(path string, key, n *yaml.Node, v reflect.Value, de
 			hint := "write a string"
 			if n.Kind == yaml.ScalarNode {
 				hint = fmt.Sprintf("quote it if you mean the text: %q", n.Value)
+			} else if text := d.flowMappingText(n); text != "" {
+				hint = "a value that starts with '{' is a YAML mapping: " + quoteHint(path, text)
 			}
 			d.failAt(n, path, hint, "must be a string, got %s", kindWord(n))
 			return
@@ -372,7 +393,11 @@ func (d *nodeDecoder) decode(path string, key, n *yaml.Node, v reflect.Value, de
 	case reflect.Bool:
 		var b bool
 		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" || n.Decode(&b) != nil {
-			d.failAt(n, path, "write true or false", "must be true or false, got %s", kindWord(n))
+			hint := "write true or false"
+			if h := boolWordHint(n); h != "" {
+				hint = h
+			}
+			d.failAt(n, path, hint, "must be true or false, got %s", kindWord(n))
 			return
 		}
 		v.SetBool(b)
@@ -404,10 +429,19 @@ func (d *nodeDecoder) decodeStruct(path string, n *yaml.Node, v reflect.Value, d
 		return
 	}
 	seen := map[string]*yaml.Node{}
+	splits := d.mappingSplits(n)
+	// Two specs without the --- between them read as one mapping with
+	// every field twice: one error says so, instead of one per field.
+	twoSpecs := path == "" && v.Type() == specType && rootSplitsSpecs(n)
+	reportedTwo := false
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
 		if !d.spend(k, path) {
 			return
+		}
+		sp, split := splits[i]
+		if split {
+			i = sp.last // the pieces after the value are part of it
 		}
 		if k.Kind != yaml.ScalarNode {
 			d.failAt(k, path, "field names are plain words such as name or source_table", "a field name must be a string, got %s", kindWord(k))
@@ -420,7 +454,15 @@ func (d *nodeDecoder) decodeStruct(path string, n *yaml.Node, v reflect.Value, d
 		}
 		fp := joinPath(path, k.Value)
 		if prev, ok := seen[k.Value]; ok {
-			d.failAt(k, fp, "keep one of them", "field is set twice (first at line %d, column %d)", prev.Line, prev.Column)
+			hint := "keep one of them"
+			if twoSpecs {
+				if reportedTwo {
+					continue // the first repeated field said it all
+				}
+				reportedTwo = true
+				hint = "each spec is one YAML document: if a second spec starts here, put a line --- before it; otherwise keep one of them"
+			}
+			d.failAt(k, fp, hint, "field is set twice (first at line %d, column %d)", prev.Line, prev.Column)
 			continue
 		}
 		seen[k.Value] = k
@@ -430,7 +472,17 @@ func (d *nodeDecoder) decodeStruct(path string, n *yaml.Node, v reflect.Value, d
 			if s := suggest(k.Value, names); s != "" {
 				hint = "did you mean " + s + "?"
 			}
+			if j := strings.IndexRune(k.Value, '\u00a0'); j >= 0 && k.Line > 0 {
+				d.fail(k.Line, k.Column+utf8.RuneCountInString(k.Value[:j]), fp, nbspHint, "unknown field")
+				continue
+			}
 			d.failAt(k, fp, hint, "unknown field")
+			continue
+		}
+		if split {
+			d.record(fp, val)
+			d.failAt(val, fp, quoteHint(fp, sp.text),
+				"unquoted value %q is cut at ',': in a flow mapping {...} a comma ends an unquoted value", sp.text)
 			continue
 		}
 		d.decode(fp, k, val, v.Field(fi), depth+1)
@@ -514,6 +566,9 @@ func decodeYAML(file string, data []byte) ([]*Spec, Errors) {
 			e := yamlSyntaxError(file, err)
 			if line, col, ok := locateSyntaxError(data, err.Error()); ok {
 				e.Line, e.Column = line, col
+				if line, col, hint, ok := syntaxTrap(strings.Split(string(data), "\n"), line, err.Error()); ok {
+					e.Line, e.Column, e.Hint = line, col, hint
+				}
 			}
 			errs = append(errs, e)
 			break

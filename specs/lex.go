@@ -165,7 +165,14 @@ func (l *lexer) scan() (token, error) {
 	if len(r) > 8 {
 		r = r[:8] + "…"
 	}
-	return token{}, l.errAt(start, "only names, numbers, 'strings', parentheses, ',' and '=' may appear here", "unexpected %q", r)
+	hint := "only names, numbers, 'strings', parentheses, ',' and '=' may appear here"
+	switch {
+	case strings.HasPrefix(l.src[start:], "\u00a0"):
+		hint = nbspHint
+	case strings.HasPrefix(l.src[start:], "“"), strings.HasPrefix(l.src[start:], "”"), strings.HasPrefix(l.src[start:], "‘"), strings.HasPrefix(l.src[start:], "’"):
+		hint = typoQuoteHint
+	}
+	return token{}, l.errAt(start, hint, "unexpected %q", r)
 }
 
 func (l *lexer) scanNumber() (token, error) {

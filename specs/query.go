@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/AfterShip/clickhouse-sql-parser/parser"
 )
@@ -121,10 +122,21 @@ func scanSQL(q string) ([]sqlWord, []queryProblem) {
 				return words, probs
 			}
 			i += end + 4
+		case c == ';' && strings.TrimSpace(q[i+1:]) == "":
+			probs = append(probs, queryProblem{i, "a trailing ';' is not allowed",
+				"remove the ';' at the end: select_query is one SELECT, which shirath extends (the backfill fence adds a WHERE), not a statement to run"})
+			i++
 		case c == ';':
 			probs = append(probs, queryProblem{i, "';' is not allowed",
 				"write one statement without a trailing semicolon"})
 			i++
+		case strings.HasPrefix(q[i:], "\u00a0"):
+			probs = append(probs, queryProblem{i, "non-breaking space (U+00A0)", nbspHint})
+			i += len("\u00a0")
+		case strings.HasPrefix(q[i:], "“"), strings.HasPrefix(q[i:], "”"), strings.HasPrefix(q[i:], "‘"), strings.HasPrefix(q[i:], "’"):
+			r, w := utf8.DecodeRuneInString(q[i:])
+			probs = append(probs, queryProblem{i, fmt.Sprintf("typographic quote %c outside a string", r), typoQuoteHint})
+			i += w
 		case (c < 0x20 && c != '\n' && c != '\t' && c != '\r') || c == 0x7f:
 			probs = append(probs, queryProblem{i, fmt.Sprintf("control character 0x%02x", c), "remove it"})
 			i++

@@ -52,8 +52,21 @@ func (v *validator) add(line, col int, field, hint, format string, args ...any) 
 	if line == 0 {
 		line = v.s.Origin.Line
 	}
+	if p := v.ix.get(field); p.cutLine > 0 {
+		hint = fmt.Sprintf(`YAML ended this unquoted value at the " #" on line %d, column %d, which starts a comment: quote the whole value, or write it as a block (%s: | and the text on the lines below, indented)`,
+			p.cutLine, p.cutCol, field[strings.LastIndex(field, ".")+1:])
+	}
 	v.errs = append(v.errs, &Error{File: v.s.Origin.File, Line: line, Column: col, Field: field,
 		Msg: fmt.Sprintf(format, args...), Hint: hint})
+}
+
+// missing reports a required field without a value. A value that YAML
+// read as null ("name: null", "name: ~") was most likely meant as text.
+func (v *validator) missing(field, hint string) {
+	if p := v.ix.get(field); p.null && p.nullText != "" && p.line > 0 { // not JSON's null
+		hint = fmt.Sprintf("YAML reads %s as no value: quote it if you mean the text: %q", p.nullText, p.nullText)
+	}
+	v.at(field, hint, "missing required field")
 }
 
 // at reports a problem at a field's value.
@@ -107,7 +120,7 @@ func (v *validator) required() {
 		{"select_query", "e.g. select_query: SELECT category, count() AS cnt FROM {source_table} GROUP BY category", strings.TrimSpace(s.SelectQuery) == ""},
 	} {
 		if f.missing && !v.ix.broken(f.field) {
-			v.at(f.field, f.hint, "missing required field")
+			v.missing(f.field, f.hint)
 		}
 	}
 }
@@ -119,8 +132,11 @@ func (v *validator) ident(field, value, derived string) bool {
 		return false
 	}
 	hint := "use letters, digits and _, starting with a letter or _"
-	if derived != "" {
+	switch {
+	case derived != "":
 		hint = fmt.Sprintf("it defaults to %s; set %s explicitly or shorten name", derived, field)
+	case strings.Contains(value, "{"):
+		hint = "names are written out: {name} and {source_table} are not replaced here (target_table and distributed_table default to {name}_data and {name}_dist when left out)"
 	}
 	switch {
 	case len(value) > maxIdentLen:
@@ -190,7 +206,7 @@ func (v *validator) columns() (map[string]bool, bool) {
 		switch {
 		case c.Name == "":
 			complete = false
-			v.at(base+".name", "every column needs a name and a type", "missing required field")
+			v.missing(base+".name", "every column needs a name and a type")
 		case !v.ident(base+".name", c.Name, ""):
 			complete = false
 		default:
@@ -205,7 +221,7 @@ func (v *validator) columns() (map[string]bool, bool) {
 		switch {
 		case v.ix.broken(field):
 		case c.Type == "":
-			v.at(field, "e.g. type: UInt64", "missing required field")
+			v.missing(field, "e.g. type: UInt64")
 		default:
 			n, err := parseTypeNode(c.Type)
 			if err != nil {
