@@ -200,6 +200,11 @@ func (e *Executor) ApplyChange(ctx context.Context, c *planner.ResourceChange) e
 		if job != nil && job.SpecHash != specs.Hash(c.Spec) {
 			return fmt.Errorf("%w: the job was created from another version of the spec (plan again)", ErrBlocked)
 		}
+		if job != nil {
+			if err := r.recordSpec(ctx); err != nil {
+				return err
+			}
+		}
 		for _, st := range c.Steps {
 			if st.Kind == planner.StepCreateDistributed && len(st.Nodes) > 0 {
 				if err := r.createDistributed(ctx, st.Nodes); err != nil {
@@ -301,6 +306,21 @@ func (r *run) backfillStarted() bool {
 	return true
 }
 
+// recordSpec records the spec with the job when what the hash leaves out
+// (prevent_destroy) changed: it protects the MV after its spec is removed.
+func (r *run) recordSpec(ctx context.Context) error {
+	old, err := specs.ParseJSON(r.job.Config)
+	if err == nil && old.PreventDestroy == r.c.Spec.PreventDestroy {
+		return nil
+	}
+	cfg, err := json.Marshal(r.c.Spec)
+	if err != nil {
+		return err
+	}
+	r.job.Config = cfg
+	return r.e.Store.UpdateJob(ctx, r.job)
+}
+
 func (r *run) newJob(ctx context.Context) error {
 	cfg, err := json.Marshal(r.c.Spec)
 	if err != nil {
@@ -331,6 +351,16 @@ func (r *run) setStatus(ctx context.Context, s state.Status, msg string) error {
 // destroy drops the MV first (so no insert pushes into a half-dropped
 // target), then the Distributed table and the target, then the job.
 func (r *run) destroy(ctx context.Context) error {
+	// The spec of the change decides (it is the recorded one when the spec
+	// was removed); without one, the spec recorded with the job.
+	protected := r.c.Spec != nil && r.c.Spec.PreventDestroy
+	if r.c.Spec == nil && r.job != nil {
+		sp, err := specs.ParseJSON(r.job.Config)
+		protected = err == nil && sp.PreventDestroy
+	}
+	if protected {
+		return fmt.Errorf("%w: %s has prevent_destroy: true; set prevent_destroy: false in its spec and apply that first", ErrBlocked, r.c.Address())
+	}
 	r.emit(Event{Kind: EventStep, Step: planner.StepDrop, Message: "drop"})
 	if err := r.dropObjects(ctx, r.mvForDrop()); err != nil {
 		return err

@@ -80,6 +80,10 @@ func Diff(in Input) []*ResourceChange {
 		}
 		live := in.Live[d.Cluster]
 		diffOne(c, s, live, job)
+		if c.Action == NoOp && c.Blocked == "" && job != nil && recordedPreventDestroy(job) != s.PreventDestroy {
+			c.Action = Update
+			c.Reason = fmt.Sprintf("prevent_destroy changed to %v: apply records it (nothing changes in ClickHouse)", s.PreventDestroy)
+		}
 	}
 	for _, j := range in.Jobs {
 		addr := j.Database + "." + j.Name
@@ -100,8 +104,34 @@ func Diff(in Input) []*ResourceChange {
 		}
 		out = append(out, c)
 	}
+	for _, c := range out {
+		preventDestroy(c)
+	}
 	sort.Slice(out, func(i, k int) bool { return out[i].Address() < out[k].Address() })
 	return out
+}
+
+// preventDestroy blocks a change that would drop or rebuild an MV whose spec
+// sets prevent_destroy: the spec in the directory, or for an MV whose spec
+// was removed, the one recorded with its job.
+func preventDestroy(c *ResourceChange) {
+	if (c.Action != Delete && c.Action != Replace) || c.Spec == nil || !c.Spec.PreventDestroy {
+		return
+	}
+	verb := "destroy"
+	if c.Action == Replace {
+		verb = "rebuild"
+	}
+	c.Blocked = fmt.Sprintf("%s has prevent_destroy: true, and this plan would %s it (%s). "+
+		"To allow it, set prevent_destroy: false in its spec and apply that first", c.Address(), verb, c.Reason)
+	c.PreventDestroy = true
+}
+
+// recordedPreventDestroy reads prevent_destroy from the spec recorded with a
+// job.
+func recordedPreventDestroy(j *state.Job) bool {
+	sp, err := specs.ParseJSON(j.Config)
+	return err == nil && sp.PreventDestroy
 }
 
 const reasonSpecChanged = "the spec changed since it was applied"

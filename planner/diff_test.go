@@ -687,3 +687,47 @@ func TestDiffSortedByAddress(t *testing.T) {
 		t.Errorf("order %q, want %q", got, want)
 	}
 }
+
+func TestDiffPreventDestroy(t *testing.T) {
+	plain, protected := testSpec(t, ""), testSpec(t, "prevent_destroy: true\n")
+	if specs.Hash(plain) != specs.Hash(protected) {
+		t.Fatal("prevent_destroy changes the spec hash: changing it would look like a change of the MV")
+	}
+	inSync := live("", up("ch1:9000", 1, sourceTable("MergeTree"), targetTable(), mvTable(testMVQuery)))
+	mvGone := live("", up("ch1:9000", 1, sourceTable("MergeTree"), targetTable()))
+
+	// The spec was removed: the one recorded with the job protects the MV.
+	c := Diff(Input{Live: inSync, Jobs: []*state.Job{testJob(t, protected, "", state.StatusCompleted)}, Destroy: true})[0]
+	if c.Action != Delete || !c.PreventDestroy || !strings.Contains(c.Blocked, "prevent_destroy: true") || !strings.Contains(c.Blocked, "destroy") {
+		t.Errorf("removed protected spec with -destroy: %s blocked %q prevent %v", c.Action, c.Blocked, c.PreventDestroy)
+	}
+	if p := (&Plan{Changes: []*ResourceChange{c}}); len(p.Refused()) != 1 {
+		t.Errorf("Refused() = %v, want the protected destroy", p.Refused())
+	}
+	c = Diff(Input{Live: inSync, Jobs: []*state.Job{testJob(t, plain, "", state.StatusCompleted)}, Destroy: true})[0]
+	if c.Action != Delete || c.Blocked != "" || c.PreventDestroy {
+		t.Errorf("removed unprotected spec: %s blocked %q", c.Action, c.Blocked)
+	}
+
+	// A rebuild (the MV went missing) of a protected MV fails the plan.
+	c = Diff(Input{Live: mvGone, Desired: []Desired{{Spec: protected}}, Jobs: []*state.Job{testJob(t, protected, "", state.StatusCompleted)}})[0]
+	if c.Action != Replace || !c.PreventDestroy || !strings.Contains(c.Blocked, "rebuild") {
+		t.Errorf("rebuild of a protected MV: %s blocked %q prevent %v", c.Action, c.Blocked, c.PreventDestroy)
+	}
+	c = Diff(Input{Live: mvGone, Desired: []Desired{{Spec: plain}}, Jobs: []*state.Job{testJob(t, plain, "", state.StatusCompleted)}})[0]
+	if c.Action != Replace || c.Blocked != "" {
+		t.Errorf("rebuild of an unprotected MV: %s blocked %q", c.Action, c.Blocked)
+	}
+
+	// Turning protection on or off is recorded by apply; nothing else changes.
+	for _, tc := range []struct{ recorded, desired *specs.Spec }{{plain, protected}, {protected, plain}} {
+		c = Diff(Input{Live: inSync, Desired: []Desired{{Spec: tc.desired}}, Jobs: []*state.Job{testJob(t, tc.recorded, "", state.StatusCompleted)}})[0]
+		if c.Action != Update || !strings.Contains(c.Reason, "prevent_destroy changed") || len(c.Steps) != 0 || c.Blocked != "" {
+			t.Errorf("prevent_destroy %v -> %v: %s %q steps %v blocked %q", tc.recorded.PreventDestroy, tc.desired.PreventDestroy, c.Action, c.Reason, kinds(c.Steps), c.Blocked)
+		}
+	}
+	c = Diff(Input{Live: inSync, Desired: []Desired{{Spec: protected}}, Jobs: []*state.Job{testJob(t, protected, "", state.StatusCompleted)}})[0]
+	if c.Action != NoOp {
+		t.Errorf("protected and recorded: %s %q, want no-op", c.Action, c.Reason)
+	}
+}

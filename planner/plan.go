@@ -94,10 +94,13 @@ type ResourceChange struct {
 	Steps    []Step `json:"steps,omitempty"`
 	Diff     string `json:"diff,omitempty"`
 	// Blocked says why apply refuses this change; empty when it can be applied.
-	Blocked string      `json:"blocked,omitempty"`
-	Spec    *specs.Spec `json:"spec,omitempty"`
-	JobID   int64       `json:"job_id,omitempty"`
-	Cluster string      `json:"cluster,omitempty"`
+	Blocked string `json:"blocked,omitempty"`
+	// PreventDestroy: Blocked because the change would drop or rebuild an
+	// MV whose spec sets prevent_destroy; such a plan fails.
+	PreventDestroy bool        `json:"prevent_destroy,omitempty"`
+	Spec           *specs.Spec `json:"spec,omitempty"`
+	JobID          int64       `json:"job_id,omitempty"`
+	Cluster        string      `json:"cluster,omitempty"`
 	// Casts maps output columns to the declared types they are cast to,
 	// because the query's own type differs (see specs: sum(Decimal) widens).
 	Casts map[string]string `json:"casts,omitempty"`
@@ -154,4 +157,16 @@ func (p *Plan) HasChanges() bool {
 		}
 	}
 	return false
+}
+
+// Refused lists the changes that fail the whole plan: those that would drop
+// or rebuild an MV protected by prevent_destroy.
+func (p *Plan) Refused() []*ResourceChange {
+	var out []*ResourceChange
+	for _, c := range p.Changes {
+		if c.PreventDestroy {
+			out = append(out, c)
+		}
+	}
+	return out
 }

@@ -36,6 +36,9 @@ func Hash(s *Spec) string {
 	}
 	c.PartitionBy = strings.TrimSpace(c.PartitionBy)
 	c.SelectQuery = strings.TrimSpace(c.SelectQuery)
+	// Protection is not part of what is built: changing it changes nothing
+	// in ClickHouse (apply only records it).
+	c.PreventDestroy = false
 	// Struct fields marshal in declaration order and contain no maps, so
 	// the encoding is canonical; it cannot fail for these field types.
 	b, err := json.Marshal(&c)

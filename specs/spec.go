@@ -38,6 +38,10 @@ type Spec struct {
 	// CollapsingMergeTree or VersionedCollapsingMergeTree source, where every
 	// update of a row reaches the MV as a new row.
 	AllowMutableSource bool `yaml:"allow_mutable_source,omitempty" json:"allow_mutable_source,omitempty"`
+	// PreventDestroy makes any plan that would drop or rebuild this MV fail,
+	// as Terraform's lifecycle prevent_destroy does. It is recorded with the
+	// job, so that it still protects the MV once its spec is removed.
+	PreventDestroy bool `yaml:"prevent_destroy,omitempty" json:"prevent_destroy,omitempty"`
 
 	// Origin says where the spec came from, for error messages.
 	Origin Origin `yaml:"-" json:"-"`
