@@ -27,9 +27,18 @@ type SavedPlan struct {
 type PlanCmd struct {
 	Paths            []string `arg:"" optional:"" default:"examples" help:"Spec files or directories." type:"path"`
 	Out              string   `name:"out" short:"o" help:"Save the plan to this file, for apply." type:"path"`
-	JSON             bool     `name:"json" help:"Print the plan as JSON."`
+	Format           string   `name:"format" enum:"human,json,markdown" default:"human" help:"Output: human, json (versioned, as --json) or markdown (for a pull-request comment)."`
+	JSON             bool     `name:"json" help:"Print the plan as JSON (--format json)."`
 	DetailedExitcode bool     `name:"detailed-exitcode" help:"Exit 0 when there are no changes, 1 on error, 2 when there are changes."`
 	Destroy          bool     `name:"destroy" help:"Drop MVs whose spec is gone."`
+}
+
+// Validate is called by kong once the flags are parsed.
+func (c *PlanCmd) Validate() error {
+	if c.JSON && c.Format == "markdown" {
+		return errors.New("--json and --format markdown disagree: --json is --format json")
+	}
+	return nil
 }
 
 func loadSpecs(paths []string) ([]*specs.Spec, error) {
@@ -88,10 +97,16 @@ func (c *PlanCmd) Run(a *app, ctx context.Context) error {
 	defer st.Close()
 	defer conn.Close()
 	if c.JSON {
+		c.Format = "json"
+	}
+	switch c.Format {
+	case "json":
 		if err := renderJSON(a.stdout, plan); err != nil {
 			return err
 		}
-	} else {
+	case "markdown":
+		renderMarkdown(a.stdout, plan)
+	default:
 		renderHuman(a.stdout, plan, a.stdoutTTY())
 	}
 	if c.Out != "" {
@@ -102,7 +117,7 @@ func (c *PlanCmd) Run(a *app, ctx context.Context) error {
 		if err := os.WriteFile(c.Out, b, 0o600); err != nil {
 			return fmt.Errorf("save plan: %w", err)
 		}
-		if !c.JSON {
+		if c.Format == "human" {
 			fmt.Fprintf(a.stdout, "\nSaved the plan to %s. To apply exactly this plan: shirath apply %s\n", c.Out, c.Out)
 		}
 	}

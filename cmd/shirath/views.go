@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"html"
 	"io"
 	"maps"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"sync"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/shirath/shirath/executor"
 	"github.com/shirath/shirath/planner"
@@ -131,25 +133,186 @@ func sortedKeys(m map[string]string) []string {
 	return slices.Sorted(maps.Keys(m))
 }
 
-// jsonPlan is the machine-readable view: versioned, actions as strings.
-type jsonPlan struct {
-	*planner.Plan
-	Summary jsonSummary `json:"summary"`
-}
-
-// jsonSummary gives the summary the snake_case keys of the rest of the
-// document (planner.Summary has no JSON tags).
-type jsonSummary struct {
-	Create  int `json:"create"`
-	Change  int `json:"change"`
-	Destroy int `json:"destroy"`
-	Blocked int `json:"blocked"`
-}
-
+// renderJSON prints the machine-readable view (planner.JSONView, the one the
+// daemon's GET /api/plan returns): versioned, actions as strings.
 func renderJSON(w io.Writer, p *planner.Plan) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(jsonPlan{Plan: p, Summary: jsonSummary(p.Summary())})
+	return enc.Encode(planner.JSONView(p))
+}
+
+// renderMarkdown renders a plan for a pull-request comment (GitHub Flavored
+// Markdown): a one-line summary that names blocked changes first, then one
+// collapsible section per change with its steps and its SQL in a diff block.
+// Text that comes from servers or specs is escaped, so that a reason cannot
+// open a tag or end a code block.
+func renderMarkdown(w io.Writer, p *planner.Plan) {
+	var b strings.Builder
+	s := p.Summary()
+	if p.HasChanges() {
+		b.WriteString("**Plan:** ")
+		if s.Blocked > 0 {
+			fmt.Fprintf(&b, "⛔ **%d blocked** (apply will refuse %s), ", s.Blocked, plural(s.Blocked, "it", "them"))
+		}
+		fmt.Fprintf(&b, "%d to create, %d to change, %d to destroy.\n", s.Create, s.Change, s.Destroy)
+	} else {
+		b.WriteString("**No changes.** The live ClickHouse objects and jobs match the specs.\n")
+	}
+	if len(p.Unreachable) > 0 {
+		b.WriteString("\n> [!WARNING]\n> These nodes did not answer; their objects were not checked:\n")
+		for _, u := range p.Unreachable {
+			fmt.Fprintf(&b, "> - %s\n", mdText(u))
+		}
+	}
+	if !p.HasChanges() {
+		var notes []string
+		for _, c := range p.Changes {
+			if c.Reason != "" && c.Reason != "up to date" {
+				notes = append(notes, fmt.Sprintf("- %s: %s\n", mdCode(c.Address()), mdText(c.Reason)))
+			}
+		}
+		if len(notes) > 0 {
+			b.WriteString("\n" + strings.Join(notes, ""))
+		}
+	}
+	for _, c := range p.Changes {
+		if c.Action != planner.NoOp {
+			markdownChange(&b, c)
+		}
+	}
+	io.WriteString(w, b.String())
+}
+
+func markdownChange(b *strings.Builder, c *planner.ResourceChange) {
+	open, blocked := "", ""
+	if c.Blocked != "" {
+		// A reviewer must see why apply will fail without clicking.
+		open, blocked = " open", ": ⛔ blocked"
+	}
+	fmt.Fprintf(b, "\n<details%s>\n<summary><code>%s</code> <b>%s</b> %s%s</summary>\n\n",
+		open, html.EscapeString(c.Action.Symbol()), html.EscapeString(c.Address()), actionVerb[c.Action], blocked)
+	if c.Blocked != "" {
+		fmt.Fprintf(b, "> [!CAUTION]\n> **Cannot apply:** %s\n\n", mdText(c.Blocked))
+	}
+	fmt.Fprintf(b, "- **reason:** %s\n", mdText(c.Reason))
+	if c.Spec != nil {
+		fmt.Fprintf(b, "- **source:** %s\n", mdCode(c.Database+"."+c.Spec.SourceTable))
+	}
+	if c.Cluster != "" {
+		fmt.Fprintf(b, "- **cluster:** %s\n", mdCode(c.Cluster))
+	}
+	if len(c.Casts) > 0 {
+		var parts []string
+		for _, col := range sortedKeys(c.Casts) {
+			parts = append(parts, fmt.Sprintf("%s to %s", mdCode(col), mdCode(c.Casts[col])))
+		}
+		fmt.Fprintf(b, "- **note:** the query's own types differ from the declared columns; cast %s\n", strings.Join(parts, ", "))
+	}
+	if len(c.Steps) > 0 {
+		b.WriteString("\n**Steps**\n\n")
+		for i, st := range c.Steps {
+			fmt.Fprintf(b, "%d. `%s`: %s", i+1, st.Kind, mdText(st.Detail))
+			if len(st.Nodes) > 0 {
+				fmt.Fprintf(b, " (on %s)", mdText(strings.Join(st.Nodes, ", ")))
+			}
+			b.WriteString("\n")
+		}
+	}
+	if label, diff := markdownDiff(c); diff != "" {
+		fence := codeFence(diff)
+		fmt.Fprintf(b, "\n**%s**\n\n%sdiff\n%s%s\n", label, fence, diff, fence)
+	}
+	b.WriteString("\n</details>\n")
+}
+
+// markdownDiff is the SQL of a change as a diff: the applied and the new SQL
+// of a changed MV, or the statements a change will run, all added.
+func markdownDiff(c *planner.ResourceChange) (label, diff string) {
+	if c.Diff != "" {
+		return "SQL diff (applied → spec)", strings.TrimRight(c.Diff, "\n") + "\n"
+	}
+	var b strings.Builder
+	for _, st := range c.Steps {
+		if st.SQL == "" {
+			continue
+		}
+		fmt.Fprintf(&b, "  -- %s\n", st.Kind)
+		for _, l := range strings.Split(strings.TrimRight(st.SQL, "\n"), "\n") {
+			b.WriteString("+ " + l + "\n")
+		}
+	}
+	return "SQL diff (statements to run)", b.String()
+}
+
+// codeFence is a backtick fence longer than any run of backticks in s, so
+// that s cannot close the block (quoted identifiers use backticks).
+func codeFence(s string) string {
+	longest, run := 0, 0
+	for _, r := range s {
+		if r == '`' {
+			run++
+			longest = max(longest, run)
+		} else {
+			run = 0
+		}
+	}
+	return strings.Repeat("`", max(3, longest+1))
+}
+
+// mdCode is s as an inline code span.
+func mdCode(s string) string {
+	if strings.ContainsAny(s, "`\n") {
+		return mdText(s)
+	}
+	return "`" + s + "`"
+}
+
+// mdText escapes s for running text: what could start HTML, and the
+// characters that start Markdown inline syntax. An underscore inside a word
+// is left alone (it cannot emphasise there), so identifiers stay readable in
+// the raw text.
+func mdText(s string) string {
+	var b strings.Builder
+	rs := []rune(s)
+	for i, r := range rs {
+		switch r {
+		case '<':
+			// Only what could start a tag, a comment or an autolink: "id <= hi" stays.
+			if i+1 < len(rs) && (unicode.IsLetter(rs[i+1]) || strings.ContainsRune("/!?", rs[i+1])) {
+				b.WriteString("&lt;")
+			} else {
+				b.WriteRune(r)
+			}
+		case '&':
+			if i+1 < len(rs) && (unicode.IsLetter(rs[i+1]) || rs[i+1] == '#') {
+				b.WriteString("&amp;")
+			} else {
+				b.WriteRune(r)
+			}
+		case '\n':
+			b.WriteString("<br>")
+		case '\\', '`', '*', '[', ']', '~', '|', '#':
+			b.WriteString("\\" + string(r))
+		case '_':
+			if i > 0 && i < len(rs)-1 && wordRune(rs[i-1]) && wordRune(rs[i+1]) {
+				b.WriteRune(r)
+			} else {
+				b.WriteString("\\_")
+			}
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+func wordRune(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) }
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 func renderStatus(w io.Writer, jobs []*state.Job, detail bool) {

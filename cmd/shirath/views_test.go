@@ -451,3 +451,156 @@ func TestProgress(t *testing.T) {
 		})
 	}
 }
+
+// hostilePlan carries text that would break the Markdown if it were pasted
+// as it is: tags in a reason, emphasis and links in a message, a fence in
+// the SQL, a node error with angle brackets.
+func hostilePlan() *planner.Plan {
+	return &planner.Plan{
+		FormatVersion: planner.FormatVersion,
+		Fingerprint:   fingerprint,
+		Unreachable:   []string{"ch2:9000 (dial tcp <nil>: connection refused)"},
+		Changes: []*planner.ResourceChange{{
+			Database: "shop", Name: "odd", Action: planner.Create, Reason: "new </summary></details> <script>alert(1)</script>",
+			Spec:    spec("odd", nil),
+			Blocked: "*bold* _em_ [link](http://example.com) `code` #12 & more &amp; <!-- x -->\nsecond line",
+			Steps: []planner.Step{{Kind: planner.StepCreateMV, Detail: "create shop.odd with _shirath_stage_odd",
+				SQL: "SELECT '```' AS fence, category FROM `shop`.`products`"}},
+		}},
+	}
+}
+
+// markdownStructure checks what GitHub needs to render the comment: every
+// <details> closed, every code fence closed by its own fence, a blank line
+// after each </summary>, and one section per change that does something.
+func markdownStructure(t *testing.T, p *planner.Plan, out string) {
+	t.Helper()
+	var fence string
+	opened, closed := 0, 0
+	lines := strings.Split(out, "\n")
+	for i, l := range lines {
+		if fence != "" {
+			if l == fence {
+				fence = ""
+			}
+			continue
+		}
+		if m := regexp.MustCompile("^(`{3,})[a-z]*$").FindStringSubmatch(l); m != nil {
+			fence = m[1]
+			continue
+		}
+		if strings.HasPrefix(l, "<details") {
+			opened++
+		}
+		if l == "</details>" {
+			closed++
+			if i == 0 || lines[i-1] != "" {
+				t.Errorf("line %d: </details> without a blank line before it", i+1)
+			}
+		}
+		if strings.HasSuffix(l, "</summary>") && (i+1 >= len(lines) || lines[i+1] != "") {
+			t.Errorf("line %d: no blank line after </summary> (GitHub would not render the Markdown inside)", i+1)
+		}
+	}
+	if fence != "" {
+		t.Errorf("code block %s never closed", fence)
+	}
+	want := 0
+	for _, c := range p.Changes {
+		summary := "<b>" + c.Address() + "</b>"
+		if c.Action == planner.NoOp {
+			if strings.Contains(out, summary) {
+				t.Errorf("a no-op has a section: %s", c.Address())
+			}
+			continue
+		}
+		want++
+		if !strings.Contains(out, summary) {
+			t.Errorf("no section for %s", c.Address())
+		}
+	}
+	if opened != want || closed != want {
+		t.Errorf("%d <details> opened and %d closed, want %d", opened, closed, want)
+	}
+}
+
+func TestRenderMarkdown(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		plan *planner.Plan
+	}{
+		{"mixed", mixedPlan()},
+		{"change", changePlan()},
+		{"blocked", blockedPlan()},
+		{"no_changes", noChangesPlan()},
+		{"empty", &planner.Plan{FormatVersion: planner.FormatVersion, Fingerprint: fingerprint}},
+		{"hostile", hostilePlan()},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var b bytes.Buffer
+			renderMarkdown(&b, tt.plan)
+			golden(t, "markdown_"+tt.name, b.Bytes())
+			markdownStructure(t, tt.plan, b.String())
+		})
+	}
+}
+
+func TestRenderMarkdownContent(t *testing.T) {
+	// Facts the goldens hold, spelled out so that a careless -update of a
+	// golden cannot lose them.
+	render := func(p *planner.Plan) string {
+		var b bytes.Buffer
+		renderMarkdown(&b, p)
+		return b.String()
+	}
+	for _, tt := range []struct {
+		name   string
+		out    string
+		want   []string
+		absent []string
+	}{
+		{"mixed", render(mixedPlan()), []string{
+			"**Plan:** 2 to create, 2 to change, 2 to destroy.\n\n<details>\n", // the summary is the first line
+			"<summary><code>+</code> <b>shop.a_totals</b> will be created</summary>\n\n- **reason:** new materialized view\n- **source:** `shop.products`\n- **cluster:** `shop_cluster`\n",
+			"- **note:** the query's own types differ from the declared columns; cast `cnt` to `UInt64`, `total_price` to `Decimal(18, 2)`\n",
+			"\n**Steps**\n\n1. `create_target`: create shop.a_totals_data ON CLUSTER shop_cluster\n2. `fence`: ",
+			"```diff\n  -- create_target\n+ CREATE TABLE IF NOT EXISTS `shop`.`a_totals_data` ON CLUSTER `shop_cluster` (`category` String)\n+ ENGINE = ReplicatedSummingMergeTree(",
+			"  -- optimize\n+ OPTIMIZE TABLE `shop`.`a_totals_data` ON CLUSTER `shop_cluster` FINAL\n```\n\n</details>\n",
+			"1. `create_distributed`: create the Distributed table where it is missing (on ch2:9000)\n",
+			"<summary><code>-/+</code> <b>shop.c_rebuilt</b> must be replaced</summary>",
+			"<summary><code>-</code> <b>shop.d_gone</b> will be destroyed</summary>",
+		}, []string{"e_current", "blocked", "⛔", "<details open>"}},
+		{"change", render(changePlan()), []string{
+			"**Plan:** ⛔ **1 blocked** (apply will refuse it), 0 to create, 1 to change, 0 to destroy.\n",
+			"<details open>\n<summary><code>~</code> <b>shop.totals</b> has changed: ⛔ blocked</summary>\n\n> [!CAUTION]\n> **Cannot apply:** changing an applied MV",
+			"**SQL diff (applied → spec)**\n\n```diff\n  CREATE MATERIALIZED VIEW IF NOT EXISTS `shop`.`totals`\n  FROM `shop`.`products`\n- WHERE `id` > 1000\n+ WHERE (price > 0) AND `id` > 1000\n  GROUP BY category\n```\n",
+		}, nil},
+		{"blocked", render(blockedPlan()), []string{
+			"**Plan:** ⛔ **1 blocked** (apply will refuse it), 1 to create, 0 to change, 0 to destroy.\n",
+			"> **Cannot apply:** source table shop.orders_cdc is a ReplacingMergeTree",
+		}, []string{"shop.totals"}},
+		{"no_changes", render(noChangesPlan()), []string{
+			"**No changes.** The live ClickHouse objects and jobs match the specs.\n\n" +
+				"- `shop.b`: not in the specs; kept (plan with -destroy to drop it)\n" +
+				"- `shop.c`: up to date on the nodes that answered; not checked: ch2:9000 (dial tcp: connection refused)\n",
+		}, []string{"<details", "`shop.a`"}},
+		{"hostile", render(hostilePlan()), []string{
+			"> [!WARNING]\n> These nodes did not answer; their objects were not checked:\n> - ch2:9000 (dial tcp &lt;nil>: connection refused)\n\n<details open>",
+			"- **reason:** new &lt;/summary>&lt;/details> &lt;script>alert(1)&lt;/script>\n",
+			"> **Cannot apply:** \\*bold\\* \\_em\\_ \\[link\\](http://example.com) \\`code\\` \\#12 & more &amp;amp; &lt;!-- x --><br>second line\n",
+			"create shop.odd with \\_shirath_stage_odd\n",         // an underscore inside a word stays as it is
+			"\n````diff\n  -- create_mv\n+ SELECT '```' AS fence", // a longer fence than the SQL's
+		}, []string{"<script>", "</summary></details>"}},
+	} {
+		for _, w := range tt.want {
+			if !strings.Contains(tt.out, w) {
+				t.Errorf("%s: output lacks %q:\n%s", tt.name, w, tt.out)
+			}
+		}
+		for _, a := range tt.absent {
+			if strings.Contains(tt.out, a) {
+				t.Errorf("%s: output holds %q:\n%s", tt.name, a, tt.out)
+			}
+		}
+	}
+}

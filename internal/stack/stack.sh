@@ -79,6 +79,11 @@ install_packages() {
 	[[ -x $ZK_HOME/bin/zkServer.sh ]] || missing+=(zookeeper)
 	[[ -x $PG_BIN/initdb ]] || missing+=(postgresql)
 	command -v psql >/dev/null || missing+=(postgresql-client)
+	# The example CI workflow's scripts, which TestCIWorkflow runs.
+	local tool
+	for tool in curl jq unzip; do
+		command -v $tool >/dev/null || missing+=($tool)
+	done
 	if ((${#missing[@]})); then
 		((EUID == 0)) || die "missing packages ${missing[*]}: run as root or install them"
 		log "installing ${missing[*]}"
