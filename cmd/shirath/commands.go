@@ -109,6 +109,15 @@ func (c *PlanCmd) Run(a *app, ctx context.Context) error {
 	default:
 		renderHuman(a.stdout, plan, a.stdoutTTY())
 	}
+	if refused := plan.Refused(); len(refused) > 0 {
+		// As Terraform: a plan that would drop a protected MV fails, and
+		// is not saved.
+		var names []string
+		for _, c := range refused {
+			names = append(names, c.Address())
+		}
+		return fmt.Errorf("the plan would destroy or rebuild %s, protected by prevent_destroy", strings.Join(names, ", "))
+	}
 	if c.Out != "" {
 		b, err := json.MarshalIndent(SavedPlan{Plan: *plan, Specs: desired}, "", "  ")
 		if err != nil {

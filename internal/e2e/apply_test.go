@@ -125,7 +125,7 @@ func TestApplyExactUnderConcurrentWrites(t *testing.T) {
 // progress and the result is exact.
 func TestApplyKilledMidBackfill(t *testing.T) {
 	t.Parallel()
-	eachServer(t, func(t *testing.T, f *fixture) {
+	eachServerKilling(t, func(t *testing.T, f *fixture) {
 		const prefill = 2_000_000
 		f.createProducts(prefill)
 		f.writeSpec("by_category", summingSpec+smallBatches)
@@ -163,7 +163,7 @@ func TestApplyKilledMidBackfill(t *testing.T) {
 // the next apply start over, and the result is still exact.
 func TestApplyKilledDuringCreation(t *testing.T) {
 	t.Parallel()
-	eachServer(t, func(t *testing.T, f *fixture) {
+	eachServerKilling(t, func(t *testing.T, f *fixture) {
 		f.createProducts(300_000)
 		f.writeSpec("by_category", summingSpec)
 		w := f.startWriter("products", 300_000, 100, 50*time.Millisecond)
@@ -340,7 +340,7 @@ func TestUnsortedSourceSinglePass(t *testing.T) {
 // an exact result.
 func TestAmbiguousBatchNeedsAttention(t *testing.T) {
 	t.Parallel()
-	eachServer(t, func(t *testing.T, f *fixture) {
+	eachServerKilling(t, func(t *testing.T, f *fixture) {
 		f.createProducts(600_000)
 		f.writeSpec("by_category", summingSpec+smallBatches)
 

@@ -29,7 +29,7 @@ backfill:
 // without an operator; the last one completes, and the target is exact.
 func TestApplyKilledInBatch(t *testing.T) {
 	t.Parallel()
-	eachServer(t, func(t *testing.T, f *fixture) {
+	eachServerKilling(t, func(t *testing.T, f *fixture) {
 		feat, err := chclient.DetectFeatures(context.Background(), f.ch)
 		if err != nil {
 			t.Fatal(err)

@@ -66,7 +66,53 @@ func newFixture(t *testing.T, s *testenv.Single) *fixture {
 // eachServer runs body on every single node of the matrix (18.16 and the
 // modern one), one after the other, as subtests named by version.
 func eachServer(t *testing.T, body func(t *testing.T, f *fixture)) {
-	testenv.Load(t).EachSingle(t, func(t *testing.T, s *testenv.Single) { body(t, newFixture(t, s)) })
+	testenv.Load(t).EachSingle(t, func(t *testing.T, s *testenv.Single) {
+		if s.ChDB {
+			chdbKills.RLock()
+			defer chdbKills.RUnlock()
+		}
+		body(t, newFixture(t, s))
+	})
+}
+
+// chdbKills keeps the tests that SIGKILL shirath alone on chDB's engine:
+// it aborts when a client dies in the middle of a query (testenv.Single.ChDB),
+// and every other test on it would fail while it restarts.
+var chdbKills sync.RWMutex
+
+// eachServerKilling is eachServer for tests that kill shirath.
+func eachServerKilling(t *testing.T, body func(t *testing.T, f *fixture)) {
+	testenv.Load(t).EachSingle(t, func(t *testing.T, s *testenv.Single) {
+		if s.ChDB {
+			chdbKills.Lock()
+			defer chdbKills.Unlock()
+		}
+		body(t, newFixture(t, s))
+	})
+}
+
+// afterKill waits, on chDB's engine, until the server answers again: a
+// killed client may have made it abort, and the stack's supervisor then
+// starts it again within seconds.
+func (f *fixture) afterKill() {
+	f.t.Helper()
+	if f.server == nil || !f.server.ChDB {
+		return
+	}
+	time.Sleep(1500 * time.Millisecond)
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		err := f.ch.Ping(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			f.t.Fatalf("%s does not answer after the kill: %v", f.addr, err)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
 }
 
 func (f *fixture) exec(q string, args ...any) {
@@ -121,6 +167,9 @@ func (f *fixture) run(args ...string) result {
 		code = ee.ExitCode()
 	} else if err != nil {
 		f.t.Fatalf("run shirath %v: %v", args, err)
+	}
+	if code == -1 {
+		f.afterKill() // died at a crash point
 	}
 	return result{code, out.String(), errb.String()}
 }
@@ -250,6 +299,7 @@ func (f *fixture) scalar(q string) string {
 
 // background is a shirath apply running beside the test.
 type background struct {
+	f              *fixture
 	cmd            *exec.Cmd
 	stdout, stderr strings.Builder // read only once done is closed
 	done           chan struct{}
@@ -261,7 +311,7 @@ type background struct {
 // or the apply ends first, it fails the test with what the apply printed.
 func (f *fixture) startApply(ctx context.Context, what string, timeout time.Duration, ready func() bool) *background {
 	f.t.Helper()
-	b := &background{cmd: f.command(ctx, "apply", "--auto-approve", f.dir), done: make(chan struct{})}
+	b := &background{f: f, cmd: f.command(ctx, "apply", "--auto-approve", f.dir), done: make(chan struct{})}
 	b.cmd.Stdout, b.cmd.Stderr = &b.stdout, &b.stderr
 	if err := b.cmd.Start(); err != nil {
 		f.t.Fatal(err)
@@ -287,6 +337,7 @@ func (f *fixture) startApply(ctx context.Context, what string, timeout time.Dura
 func (b *background) kill() {
 	b.cmd.Process.Signal(syscall.SIGKILL)
 	<-b.done
+	b.f.afterKill()
 }
 
 // wait waits for the apply to end by itself.
