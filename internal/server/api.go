@@ -89,7 +89,16 @@ func (s *Server) handle(h handlerFunc) http.Handler {
 // Handler is the HTTP API: /api/* (behind the token when one is set),
 // /healthz, /readyz and /metrics.
 func (s *Server) Handler() http.Handler {
-	mux := http.NewServeMux()
+	mux, _ := s.routes()
+	return s.logRequests(s.requireToken(jsonFallback(mux)))
+}
+
+// routes registers every route on a new mux and returns it with the
+// patterns it registered: the OpenAPI test checks the document against
+// exactly these, so a route registered here without being documented (or
+// the reverse) fails it.
+func (s *Server) routes() (*http.ServeMux, []string) {
+	mux := &recordingMux{ServeMux: http.NewServeMux()}
 	mux.Handle("GET /api/mv", s.handle(s.listMVs))
 	mux.Handle("POST /api/mv", s.handle(s.createMV))
 	mux.Handle("GET /api/mv/{name}", s.handle(s.getMV))
@@ -98,8 +107,24 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /api/plan", s.handle(s.getPlan))
 	mux.Handle("GET /healthz", s.handle(s.healthz))
 	mux.Handle("GET /readyz", s.handle(s.readyz))
-	mux.Handle("GET /metrics", http.HandlerFunc(s.serveMetrics))
-	return s.logRequests(s.requireToken(jsonFallback(mux)))
+	mux.Handle("GET /metrics", metricsHandler(s.reg))
+	mux.Handle("GET /api/openapi.json", s.handle(serveOpenAPI))
+	return mux.ServeMux, mux.patterns
+}
+
+// recordingMux is a ServeMux that keeps the patterns registered on it.
+type recordingMux struct {
+	*http.ServeMux
+	patterns []string
+}
+
+func (m *recordingMux) Handle(pattern string, h http.Handler) {
+	m.patterns = append(m.patterns, pattern)
+	m.ServeMux.Handle(pattern, h)
+}
+
+func (m *recordingMux) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
+	m.Handle(pattern, http.HandlerFunc(h))
 }
 
 // jsonFallback answers what the mux itself would answer in plain text (no
@@ -575,29 +600,4 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	return nil
-}
-
-func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-	defer cancel()
-	var counts map[state.Status]int
-	if jobs, err := s.store.ListJobs(ctx); err != nil {
-		s.log.Warn("metrics: list jobs", "error", err)
-	} else if recs, err := s.store.ListSpecs(ctx); err != nil {
-		s.log.Warn("metrics: list specs", "error", err)
-	} else {
-		counts = map[state.Status]int{}
-		seen := map[string]bool{}
-		for _, j := range jobs {
-			counts[j.Status]++
-			seen[Key(j.Database, j.Name)] = true
-		}
-		for _, rec := range recs {
-			if !seen[Key(rec.Database, rec.Name)] {
-				counts[state.StatusPending]++
-			}
-		}
-	}
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	s.metrics.write(w, counts)
 }

@@ -55,13 +55,17 @@ func testServer(token string) http.Handler {
 	return New(Config{Store: downStore{}, Token: token}).Handler()
 }
 
-func serve(h http.Handler, method, path, token, body string) *httptest.ResponseRecorder {
+// serve sends one request to h and checks the answer against the OpenAPI
+// document.
+func serve(t *testing.T, h http.Handler, method, path, token, body string) *httptest.ResponseRecorder {
+	t.Helper()
 	req := httptest.NewRequest(method, path, strings.NewReader(body))
 	if token != "" {
 		req.Header.Set("Authorization", token)
 	}
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, req)
+	checkDocumented(t, req, []byte(body), w)
 	return w
 }
 
@@ -114,7 +118,7 @@ func TestRoutesAndErrors(t *testing.T) {
 		{"readyz with the store down", "GET", "/readyz", "", "", 503, "postgresql"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			w := serve(h, tc.method, tc.path, tc.auth, tc.body)
+			w := serve(t, h, tc.method, tc.path, tc.auth, tc.body)
 			if w.Code != tc.status {
 				t.Fatalf("%d, want %d: %s", w.Code, tc.status, w.Body)
 			}
@@ -136,7 +140,7 @@ func TestRoutesAndErrors(t *testing.T) {
 // Every problem of a body is reported, not the first only.
 func TestCreateReportsEveryError(t *testing.T) {
 	body := strings.Replace(strings.Replace(validSpec, `"UInt64"`, `"Uint64x"`, 1), `"by_cat"`, `"1 bad"`, 1)
-	w := serve(testServer(""), "POST", "/api/mv", "", body)
+	w := serve(t, testServer(""), "POST", "/api/mv", "", body)
 	e := errorBody(t, w)
 	if w.Code != 400 || e.Message != "invalid spec" || len(e.Details) < 2 {
 		t.Fatalf("%d %+v", w.Code, e)
@@ -145,17 +149,17 @@ func TestCreateReportsEveryError(t *testing.T) {
 
 func TestNoTokenConfigured(t *testing.T) {
 	h := testServer("")
-	if w := serve(h, "GET", "/healthz", "", ""); w.Code != 200 || !strings.Contains(w.Body.String(), `"ok"`) {
+	if w := serve(t, h, "GET", "/healthz", "", ""); w.Code != 200 || !strings.Contains(w.Body.String(), `"ok"`) {
 		t.Fatalf("healthz: %d %s", w.Code, w.Body)
 	}
 	// Without a token the API is open: the request reaches the store.
-	if w := serve(h, "GET", "/api/mv", "", ""); w.Code != 500 {
+	if w := serve(t, h, "GET", "/api/mv", "", ""); w.Code != 500 {
 		t.Fatalf("GET /api/mv without a configured token: %d %s", w.Code, w.Body)
 	}
 }
 
 func TestMetricsWithoutStore(t *testing.T) {
-	w := serve(testServer("tok"), "GET", "/metrics", "", "")
+	w := serve(t, testServer("tok"), "GET", "/metrics", "", "")
 	if w.Code != 200 || !strings.HasPrefix(w.Header().Get("Content-Type"), "text/plain; version=0.0.4") {
 		t.Fatalf("%d %q", w.Code, w.Header().Get("Content-Type"))
 	}

@@ -1,28 +1,36 @@
 package server
 
 import (
-	"fmt"
-	"io"
-	"maps"
-	"slices"
-	"strconv"
+	"context"
+	"net/http"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/shirath/shirath/executor"
 	"github.com/shirath/shirath/state"
 )
 
-// metrics are kept by hand and written in the Prometheus text exposition
-// format (version 0.0.4): four metric families do not justify the client
-// library and its dependencies.
+// metrics are the daemon's own metric families. They are a
+// prometheus.Collector, registered with the process and Go runtime
+// collectors in a registry of the server's own (see newRegistry), so that two
+// servers in one process (the tests) never share or collide on a metric.
 type metrics struct {
-	mu         sync.Mutex
-	rows       int64 // source rows backfilled by this process
-	batch      histogram
-	reconciles map[string]int64 // by result
-	errors     map[string]int64 // by kind
-	mvs        map[string]*mvProgress
+	// jobs counts the MVs by status at scrape time; an error leaves the
+	// family out of the scrape rather than reporting zeros.
+	jobs func(ctx context.Context) (map[state.Status]int, error)
+
+	jobsDesc   *prometheus.Desc
+	rows       prometheus.Counter
+	batch      prometheus.Histogram
+	reconciles *prometheus.CounterVec
+	errors     *prometheus.CounterVec
+
+	mu  sync.Mutex
+	mvs map[string]*mvProgress
 }
 
 type mvProgress struct {
@@ -34,28 +42,89 @@ type mvProgress struct {
 // histogram, around the executor's 2s target.
 var batchBuckets = []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60}
 
-type histogram struct {
-	counts []int64 // per bucket, not cumulative
-	sum    float64
-	n      int64
+// errorKinds are the values of shirath_reconcile_errors_total's label, all
+// exposed from the start so that a rate over them works before the first
+// error.
+var errorKinds = []string{"error", "locked", CondBlocked, CondInvalid, CondNeedsAttention, CondPaused}
+
+// scrapeTimeout bounds the job store read of one scrape.
+const scrapeTimeout = 5 * time.Second
+
+func newMetrics(jobs func(ctx context.Context) (map[state.Status]int, error)) *metrics {
+	m := &metrics{
+		jobs: jobs,
+		jobsDesc: prometheus.NewDesc("shirath_mv_jobs",
+			"MV jobs by status; specs not started yet count as pending.", []string{"status"}, nil),
+		rows: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shirath_backfill_rows_total",
+			Help: "Source rows backfilled by this process.",
+		}),
+		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "shirath_backfill_batch_duration_seconds",
+			Help:    "Wall time of backfill batches (one executor progress event to the next).",
+			Buckets: batchBuckets,
+		}),
+		reconciles: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shirath_reconcile_total",
+			Help: "Reconciliations by result.",
+		}, []string{"result"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shirath_reconcile_errors_total",
+			Help: "Reconcile errors by kind: error and locked are retried, the others are terminal.",
+		}, []string{"kind"}),
+		mvs: map[string]*mvProgress{},
+	}
+	for _, k := range errorKinds {
+		m.errors.WithLabelValues(k)
+	}
+	return m
 }
 
-func (h *histogram) observe(v float64) {
-	if h.counts == nil {
-		h.counts = make([]int64, len(batchBuckets))
-	}
-	h.sum += v
-	h.n++
-	for i, b := range batchBuckets {
-		if v <= b {
-			h.counts[i]++
-			return
+// Describe implements prometheus.Collector.
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	ch <- m.jobsDesc
+	m.rows.Describe(ch)
+	m.batch.Describe(ch)
+	m.reconciles.Describe(ch)
+	m.errors.Describe(ch)
+}
+
+// Collect implements prometheus.Collector. The job gauge is read from the
+// job store on every scrape: the store, not this process, knows every MV.
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	if m.jobs != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
+		counts, err := m.jobs(ctx)
+		cancel()
+		if err == nil {
+			for _, st := range state.Statuses {
+				ch <- prometheus.MustNewConstMetric(m.jobsDesc, prometheus.GaugeValue, float64(counts[st]), string(st))
+			}
 		}
 	}
+	m.rows.Collect(ch)
+	m.batch.Collect(ch)
+	m.reconciles.Collect(ch)
+	m.errors.Collect(ch)
 }
 
-func newMetrics() *metrics {
-	return &metrics{reconciles: map[string]int64{}, errors: map[string]int64{}, mvs: map[string]*mvProgress{}}
+// newRegistry is the registry /metrics serves: the daemon's metrics and the
+// process and Go runtime collectors.
+func newRegistry(m *metrics) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewGoCollector(),
+		m,
+	)
+	return reg
+}
+
+// metricsHandler serves reg in the exposition format the scraper asks for
+// (the text format by default). A collector that fails does not fail the
+// scrape: the rest is served.
+func metricsHandler(reg *prometheus.Registry) http.Handler {
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }
 
 // begin records where an MV's backfill stands before an apply, so that
@@ -83,62 +152,44 @@ func (m *metrics) event(ev executor.Event) {
 		if d < 0 { // the backfill was counted again from zero
 			d = ev.Processed
 		}
-		m.rows += d
-		m.batch.observe(now.Sub(p.at).Seconds())
+		m.rows.Add(float64(d))
+		m.batch.Observe(now.Sub(p.at).Seconds())
 	}
 	p.processed = ev.Processed
 	p.at = now
 }
 
 func (m *metrics) reconciled(result string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.reconciles[result]++
+	m.reconciles.WithLabelValues(result).Inc()
 }
 
 func (m *metrics) reconcileError(kind string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.errors[kind]++
+	m.errors.WithLabelValues(kind).Inc()
 }
 
-// write writes every metric; jobs counts the MVs by status (nil when the
-// store could not be read).
-func (m *metrics) write(w io.Writer, jobs map[state.Status]int) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if jobs != nil {
-		fmt.Fprintln(w, "# HELP shirath_mv_jobs MV jobs by status; specs not started yet count as pending.")
-		fmt.Fprintln(w, "# TYPE shirath_mv_jobs gauge")
-		for _, st := range state.Statuses {
-			fmt.Fprintf(w, "shirath_mv_jobs{status=%q} %d\n", st, jobs[st])
+// jobCounts counts the MVs by status for the job gauge: every job, and every
+// stored spec without a job as pending.
+func (s *Server) jobCounts(ctx context.Context) (map[state.Status]int, error) {
+	jobs, err := s.store.ListJobs(ctx)
+	if err != nil {
+		s.log.Warn("metrics: list jobs", "error", err)
+		return nil, err
+	}
+	recs, err := s.store.ListSpecs(ctx)
+	if err != nil {
+		s.log.Warn("metrics: list specs", "error", err)
+		return nil, err
+	}
+	counts := map[state.Status]int{}
+	seen := map[string]bool{}
+	for _, j := range jobs {
+		counts[j.Status]++
+		seen[Key(j.Database, j.Name)] = true
+	}
+	for _, rec := range recs {
+		if !seen[Key(rec.Database, rec.Name)] {
+			counts[state.StatusPending]++
 		}
 	}
-	fmt.Fprintln(w, "# HELP shirath_backfill_rows_total Source rows backfilled by this process.")
-	fmt.Fprintln(w, "# TYPE shirath_backfill_rows_total counter")
-	fmt.Fprintf(w, "shirath_backfill_rows_total %d\n", m.rows)
-
-	fmt.Fprintln(w, "# HELP shirath_backfill_batch_duration_seconds Wall time of backfill batches (one executor progress event to the next).")
-	fmt.Fprintln(w, "# TYPE shirath_backfill_batch_duration_seconds histogram")
-	var cum int64
-	for i, b := range batchBuckets {
-		if m.batch.counts != nil {
-			cum += m.batch.counts[i]
-		}
-		fmt.Fprintf(w, "shirath_backfill_batch_duration_seconds_bucket{le=%q} %d\n", strconv.FormatFloat(b, 'g', -1, 64), cum)
-	}
-	fmt.Fprintf(w, "shirath_backfill_batch_duration_seconds_bucket{le=\"+Inf\"} %d\n", m.batch.n)
-	fmt.Fprintf(w, "shirath_backfill_batch_duration_seconds_sum %s\n", strconv.FormatFloat(m.batch.sum, 'g', -1, 64))
-	fmt.Fprintf(w, "shirath_backfill_batch_duration_seconds_count %d\n", m.batch.n)
-
-	fmt.Fprintln(w, "# HELP shirath_reconcile_total Reconciliations by result.")
-	fmt.Fprintln(w, "# TYPE shirath_reconcile_total counter")
-	for _, k := range slices.Sorted(maps.Keys(m.reconciles)) {
-		fmt.Fprintf(w, "shirath_reconcile_total{result=%q} %d\n", k, m.reconciles[k])
-	}
-	fmt.Fprintln(w, "# HELP shirath_reconcile_errors_total Reconcile errors by kind: error and locked are retried, the others are terminal.")
-	fmt.Fprintln(w, "# TYPE shirath_reconcile_errors_total counter")
-	for _, k := range []string{"error", "locked", CondBlocked, CondInvalid, CondNeedsAttention, CondPaused} {
-		fmt.Fprintf(w, "shirath_reconcile_errors_total{kind=%q} %d\n", k, m.errors[k])
-	}
+	return counts, nil
 }

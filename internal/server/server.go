@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/shirath/shirath/executor"
 	"github.com/shirath/shirath/planner"
@@ -78,7 +79,8 @@ type Server struct {
 	log     hclog.Logger
 	q       *queue
 	metrics *metrics
-	token   [32]byte // sha256 of the token; compared in constant time
+	reg     *prometheus.Registry // what /metrics serves
+	token   [32]byte             // sha256 of the token; compared in constant time
 	probe   *planner.Connector
 
 	mu      sync.Mutex
@@ -179,11 +181,12 @@ func New(cfg Config) *Server {
 		store:   cfg.Store,
 		log:     cfg.Log,
 		q:       newQueue(),
-		metrics: newMetrics(),
 		keys:    map[string]*keyState{},
 		running: map[string]*runningKey{},
 		held:    map[string]int{},
 	}
+	s.metrics = newMetrics(s.jobCounts)
+	s.reg = newRegistry(s.metrics)
 	if cfg.Token != "" {
 		s.token = sha256.Sum256([]byte(cfg.Token))
 	}

@@ -18,6 +18,9 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/shirath/shirath/internal/server"
 	"github.com/shirath/shirath/internal/server/servertest"
@@ -89,7 +92,7 @@ func do(t *testing.T, method, url, token, body string) rawResp {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := servertest.HTTPClient(t).Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}
@@ -117,6 +120,16 @@ func apiError(t *testing.T, r rawResp) (string, []string) {
 		t.Errorf("error Content-Type %q", ct)
 	}
 	return *e.Error, *e.Details
+}
+
+func parseMetrics(t *testing.T, body []byte) map[string]*dto.MetricFamily {
+	t.Helper()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("metrics: %v\n%s", err, body)
+	}
+	return fams
 }
 
 func decodeJob(t *testing.T, r rawResp) server.MV {
@@ -231,7 +244,6 @@ func TestDesignExample(t *testing.T) {
 		r = do(t, "GET", d.URL+"/metrics", "", "")
 		for _, want := range []string{
 			`shirath_mv_jobs{status="completed"} 1`,
-			fmt.Sprintf("shirath_backfill_rows_total %d", n),
 			`shirath_backfill_batch_duration_seconds_count `,
 			`shirath_reconcile_errors_total{kind="error"} 0`,
 		} {
@@ -241,6 +253,20 @@ func TestDesignExample(t *testing.T) {
 		}
 		if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
 			t.Errorf("metrics Content-Type %q", ct)
+		}
+		// Values are floats in the exposition (1.5e+06): compare them parsed.
+		fams := parseMetrics(t, r.body)
+		if rows := fams["shirath_backfill_rows_total"]; rows == nil || rows.GetMetric()[0].GetCounter().GetValue() != n {
+			t.Errorf("shirath_backfill_rows_total is not %d: %v", n, rows)
+		}
+		for _, name := range []string{"go_goroutines", "go_memstats_heap_alloc_bytes", "process_cpu_seconds_total", "process_resident_memory_bytes"} {
+			if fams[name] == nil {
+				t.Errorf("metrics lack %s", name)
+			}
+		}
+		// The daemon serves the document the tests check against.
+		if r := do(t, "GET", d.URL+"/api/openapi.json", token, ""); r.status != 200 || !bytes.Equal(r.body, server.OpenAPI()) {
+			t.Errorf("GET /api/openapi.json: %d %.300s", r.status, r.body)
 		}
 
 		// Delete: the view and its tables are gone, and so is the MV.

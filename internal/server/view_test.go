@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shirath/shirath/executor"
 	"github.com/shirath/shirath/specs"
 	"github.com/shirath/shirath/state"
 )
@@ -124,45 +123,5 @@ func TestLoadDir(t *testing.T) {
 	}
 	if len(ds.errs) != 1 || !strings.Contains(ds.errs[0], "d.yaml") {
 		t.Fatalf("directory errors: %q", ds.errs)
-	}
-}
-
-func TestMetricsText(t *testing.T) {
-	m := newMetrics()
-	m.begin("db.mv", 100)
-	m.event(executor.Event{Kind: executor.EventStep, MV: "db.mv", Processed: 100})
-	m.event(executor.Event{Kind: executor.EventProgress, MV: "db.mv", Processed: 1100})
-	m.event(executor.Event{Kind: executor.EventProgress, MV: "db.mv", Processed: 1600})
-	m.event(executor.Event{Kind: executor.EventProgress, MV: "db.other", Processed: 50}) // no begin
-	m.reconciled("ok")
-	m.reconcileError(CondBlocked)
-	var b strings.Builder
-	m.write(&b, map[state.Status]int{state.StatusCompleted: 2})
-	out := b.String()
-	for _, want := range []string{
-		"# TYPE shirath_mv_jobs gauge\n",
-		`shirath_mv_jobs{status="completed"} 2` + "\n",
-		`shirath_mv_jobs{status="pending"} 0` + "\n",
-		"shirath_backfill_rows_total 1500\n",
-		"# TYPE shirath_backfill_batch_duration_seconds histogram\n",
-		`shirath_backfill_batch_duration_seconds_bucket{le="0.05"} 3` + "\n",
-		`shirath_backfill_batch_duration_seconds_bucket{le="+Inf"} 3` + "\n",
-		"shirath_backfill_batch_duration_seconds_count 3\n",
-		`shirath_reconcile_total{result="ok"} 1` + "\n",
-		`shirath_reconcile_errors_total{kind="blocked"} 1` + "\n",
-		`shirath_reconcile_errors_total{kind="error"} 0` + "\n",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("metrics lack %q:\n%s", want, out)
-		}
-	}
-	// Every sample line is "name{labels} value" or "name value".
-	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
-		if strings.HasPrefix(l, "# HELP ") || strings.HasPrefix(l, "# TYPE ") {
-			continue
-		}
-		if f := strings.Fields(l); len(f) != 2 || !strings.HasPrefix(f[0], "shirath_") {
-			t.Errorf("bad sample line %q", l)
-		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shirath/shirath/internal/openapi"
 	"github.com/shirath/shirath/internal/server"
 )
 
@@ -62,6 +64,7 @@ func Main(m *testing.M, root string, bin *string) {
 // Daemon is one running `shirath serve`.
 type Daemon struct {
 	URL string
+	t   testing.TB // that started it: Client's checks fail it
 	cmd *exec.Cmd
 	log *syncBuffer
 	out *syncBuffer
@@ -88,7 +91,7 @@ func Start(t testing.TB, bin string, env Env, args ...string) *Daemon {
 	if env.Token != "" {
 		cmd.Env = append(cmd.Env, "SHIRATH_API_TOKEN="+env.Token)
 	}
-	d := &Daemon{cmd: cmd, log: &syncBuffer{}, out: &syncBuffer{}, done: make(chan struct{})}
+	d := &Daemon{t: t, cmd: cmd, log: &syncBuffer{}, out: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = d.log
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -190,9 +193,28 @@ func (d *Daemon) Log(n int) string {
 	return s
 }
 
-// Client returns an API client of the daemon.
+// Client returns an API client of the daemon; every answer it gets is
+// checked against the OpenAPI document, and a mismatch fails the test that
+// started the daemon.
 func (d *Daemon) Client(token string) *server.Client {
-	return &server.Client{BaseURL: d.URL, Token: token}
+	return &server.Client{BaseURL: d.URL, Token: token, HTTP: HTTPClient(d.t)}
+}
+
+var apiDoc = sync.OnceValues(func() (*openapi.Doc, error) { return openapi.Load(server.OpenAPI()) })
+
+// HTTPClient is an HTTP client that checks every request it sends and the
+// answer it gets against the daemon's OpenAPI document (documented route,
+// status, content type, headers, and the JSON bodies against their
+// schemas); a mismatch fails t.
+func HTTPClient(t testing.TB) *http.Client {
+	t.Helper()
+	doc, err := apiDoc()
+	if err != nil {
+		t.Fatalf("the OpenAPI document: %v", err)
+	}
+	return &http.Client{Timeout: 10 * time.Minute, Transport: &openapi.Transport{Doc: doc, Report: func(err error) {
+		t.Errorf("the OpenAPI document does not describe this answer of the daemon: %v", err)
+	}}}
 }
 
 // WaitFor polls the MV until done returns true, and fails the test after
