@@ -108,6 +108,7 @@ func (s *Server) routes() (*http.ServeMux, []string) {
 	mux.Handle("GET /healthz", s.handle(s.healthz))
 	mux.Handle("GET /readyz", s.handle(s.readyz))
 	mux.Handle("GET /metrics", metricsHandler(s.reg))
+	mux.Handle("GET /{$}", http.HandlerFunc(s.servePage))
 	mux.Handle("GET /api/openapi.json", s.handle(serveOpenAPI))
 	return mux.ServeMux, mux.patterns
 }

@@ -84,6 +84,8 @@ install_packages() {
 	for tool in curl jq unzip; do
 		command -v $tool >/dev/null || missing+=($tool)
 	done
+	# TestStatusPage drives the daemon's status page in Debian's chromium.
+	command -v chromium >/dev/null || missing+=(chromium)
 	if ((${#missing[@]})); then
 		((EUID == 0)) || die "missing packages ${missing[*]}: run as root or install them"
 		log "installing ${missing[*]}"
