@@ -127,6 +127,34 @@ func TestOpenAPIServed(t *testing.T) {
 	}
 }
 
+// The status page answers conditional and range requests (http.ServeContent);
+// each of those answers is documented too.
+func TestOpenAPIPageAnswers(t *testing.T) {
+	h := testServer("tok")
+	for _, tc := range []struct {
+		header, value string
+		status        int
+	}{
+		{"", "", 200},
+		{"If-None-Match", pageETag, 304},
+		{"If-Match", `"other"`, 412},
+		{"Range", "bytes=0-9", 206},
+		{"Range", "bytes=0-9,20-29", 206},
+		{"Range", "bytes=99999999-", 416},
+	} {
+		req := httptest.NewRequest("GET", "/", nil)
+		if tc.header != "" {
+			req.Header.Set(tc.header, tc.value)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != tc.status {
+			t.Errorf("%s %q: %d, want %d", tc.header, tc.value, w.Code, tc.status)
+		}
+		checkDocumented(t, req, nil, w)
+	}
+}
+
 // jsonFields lists the JSON fields a Go type encodes, embedded structs
 // flattened (a field of the outer type wins, as encoding/json does), with
 // whether each is left out when empty.
