@@ -57,10 +57,11 @@ func (c *ServeCmd) Run(a *app, ctx context.Context) error {
 		return err
 	}
 	defer st.Close()
-	// Until the deployment is known the daemon sees no recorded job: it
-	// must never act on another deployment's jobs.
-	st.SetScope(nil)
-	go a.scopeWhenReachable(ctx, st, log)
+	// The daemon must never act on, nor show, another deployment's jobs:
+	// it serves once it knows its own.
+	if err := a.scopeWhenReachable(ctx, st, log); err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", c.Listen, err)
@@ -138,7 +139,7 @@ func loopback(listen string) (bool, error) {
 
 // scopeWhenReachable scopes the daemon's job store to its deployments once
 // ClickHouse answers, trying again every few seconds until it does.
-func (a *app) scopeWhenReachable(ctx context.Context, st *state.Store, log hclog.Logger) {
+func (a *app) scopeWhenReachable(ctx context.Context, st *state.Store, log hclog.Logger) error {
 	for {
 		conn := a.connector()
 		deployments, err := conn.Deployments(ctx)
@@ -146,12 +147,12 @@ func (a *app) scopeWhenReachable(ctx context.Context, st *state.Store, log hclog
 		if err == nil {
 			st.SetScope(deployments)
 			log.Info("job store scoped to this ClickHouse deployment", "deployments", deployments)
-			return
+			return nil
 		}
-		log.Warn("cannot identify the ClickHouse deployment yet: no job is reconciled until then", "error", err)
+		log.Warn("cannot identify the ClickHouse deployment yet: the daemon serves once it can", "error", err)
 		select {
 		case <-ctx.Done():
-			return
+			return ctx.Err()
 		case <-time.After(3 * time.Second):
 		}
 	}
