@@ -29,6 +29,7 @@ type ServeCmd struct {
 	Token        string        `name:"token" env:"SHIRATH_API_TOKEN" hidden:"" help:"API token (prefer the environment variable or --token-file: a flag shows in ps)."`
 	Headroom     time.Duration `name:"fence-headroom" default:"3s" help:"Seconds of the observed insert rate the fence leaves above max(key)."`
 	SourceWait   time.Duration `name:"source-wait" default:"15s" help:"How long one reconcile waits for the source to pass the fence before looking again later."`
+	Prune        bool          `name:"prune" help:"Drop an MV whose spec file (under --specs) this daemon loaded and which was then removed. Without it the daemon never drops an MV; prevent_destroy still protects."`
 	BackoffBase  time.Duration `name:"backoff-base" default:"2s" hidden:"" help:"First retry delay of a failing MV; doubled on every failure."`
 	BackoffMax   time.Duration `name:"backoff-max" default:"5m" hidden:"" help:"Longest retry delay."`
 }
@@ -78,6 +79,7 @@ func (c *ServeCmd) Run(a *app, ctx context.Context) error {
 		},
 		Log:          log,
 		SpecDir:      c.Specs,
+		Prune:        c.Prune,
 		Workers:      c.Workers,
 		Resync:       c.Resync,
 		ScanInterval: c.ScanInterval,

@@ -53,6 +53,10 @@ type Config struct {
 	// SpecDir, when set, is read again on every scan; its specs are desired
 	// as much as those stored through the API.
 	SpecDir string
+	// Prune drops an MV whose spec file this daemon loaded and which was
+	// then removed from SpecDir. Without it the daemon never drops an MV
+	// on its own.
+	Prune bool
 	// Workers reconcile that many MVs at once [2].
 	Workers int
 	// Resync is how often an MV that is up to date is checked again [5m].
@@ -94,6 +98,11 @@ type keyState struct {
 	hash     string // of the definition last seen by a scan or an API write
 	cond     Condition
 	failures int
+	// fromFile: its spec was loaded from a file of the spec directory by
+	// this daemon; with Prune, removing that file drops the MV.
+	fromFile bool
+	// prune: its spec file was removed and the MV is to be dropped.
+	prune bool
 }
 
 type runningKey struct {
@@ -278,20 +287,30 @@ func (s *Server) scan(ctx context.Context) error {
 	var add []string
 	for key, d := range desired {
 		ks := s.keys[key]
-		if ks != nil && ks.hash == d.Hash {
+		if ks != nil && ks.hash == d.Hash && !ks.prune {
+			ks.fromFile = d.Origin == state.OriginFile
 			continue
 		}
-		s.keys[key] = &keyState{hash: d.Hash, cond: Condition{State: CondQueued, Reason: "SpecChanged", UpdatedAt: time.Now()}}
+		s.keys[key] = &keyState{hash: d.Hash, fromFile: d.Origin == state.OriginFile, cond: Condition{State: CondQueued, Reason: "SpecChanged", UpdatedAt: time.Now()}}
 		if ks == nil {
 			s.keys[key].cond.Reason = "NewSpec"
 		}
 		add = append(add, key)
 	}
-	for key := range s.keys {
-		if _, ok := desired[key]; !ok && s.running[key] == nil {
-			delete(s.keys, key)
-			s.q.Forget(key)
+	for key, ks := range s.keys {
+		if _, ok := desired[key]; ok || s.running[key] != nil {
+			continue
 		}
+		if s.cfg.Prune && ks.fromFile {
+			if !ks.prune {
+				ks.prune = true
+				ks.cond = Condition{State: CondQueued, Reason: "SpecFileRemoved", Message: "its spec file was removed: the MV is dropped (--prune)", UpdatedAt: time.Now()}
+				add = append(add, key)
+			}
+			continue
+		}
+		delete(s.keys, key)
+		s.q.Forget(key)
 	}
 	s.mu.Unlock()
 	sort.Strings(add)
@@ -486,6 +505,9 @@ func (s *Server) Reconcile(ctx context.Context, key string) (Result, error) {
 		return Result{}, err
 	}
 	if !ok {
+		if s.pruning(key) {
+			return s.prune(ctx, key)
+		}
 		return Result{}, nil // deleted: nothing to do, and nothing is dropped
 	}
 	if d.Err != nil {
@@ -561,4 +583,52 @@ func (s *Server) onEvent(ev executor.Event) {
 	default:
 		s.log.Info(string(ev.Kind), "mv", ev.MV, "step", ev.Step, "message", ev.Message)
 	}
+}
+
+// pruning reports whether key's spec file was removed and the MV is to be
+// dropped (--prune).
+func (s *Server) pruning(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ks := s.keys[key]
+	return s.cfg.Prune && ks != nil && ks.prune
+}
+
+// prune drops the MV of a removed spec file, as `plan -destroy` would: a
+// protected MV (prevent_destroy) is refused and stays.
+func (s *Server) prune(ctx context.Context, key string) (Result, error) {
+	conn := s.cfg.Connect()
+	defer conn.Close()
+	p := &planner.Planner{Conn: conn, Store: s.store, Log: s.log.Named("planner")}
+	plan, _, err := p.Plan(ctx, nil, true)
+	if err != nil {
+		return Result{}, fmt.Errorf("plan: %w", err)
+	}
+	var ch *planner.ResourceChange
+	for _, c := range plan.Changes {
+		if c.Address() == key && c.Action == planner.Delete {
+			ch = c
+		}
+	}
+	if ch != nil {
+		if ch.Blocked != "" {
+			return Result{}, terminal(CondBlocked, "Blocked", errors.New(ch.Blocked))
+		}
+		s.setCond(key, CondRunning, "Prune", "its spec file was removed")
+		opts := s.cfg.Executor
+		opts.WaitForLock = false
+		opts.OnEvent = s.onEvent
+		ex := &executor.Executor{Conn: conn, Store: s.store, Log: s.log.Named("executor"), Opts: opts}
+		if err := ex.ApplyChange(ctx, ch); err != nil {
+			if errors.Is(err, executor.ErrBlocked) {
+				return Result{}, terminal(CondBlocked, "Blocked", err)
+			}
+			return Result{}, err
+		}
+		s.log.Info("dropped: its spec file was removed (--prune)", "mv", key)
+	}
+	s.mu.Lock()
+	delete(s.keys, key)
+	s.mu.Unlock()
+	return Result{}, nil
 }
