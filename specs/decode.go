@@ -141,6 +141,9 @@ type nodeDecoder struct {
 	// visits counts decoded nodes: aliases let a small document name a
 	// large node many times, and the budget keeps that linear.
 	visits int
+	// hashLines caches which lines hold a '#', so that looking for a
+	// comment after every scalar of a long line stays linear.
+	hashLines map[int]bool
 }
 
 // maxVisits bounds the nodes decoded for one document, far above any

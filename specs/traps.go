@@ -64,6 +64,11 @@ func isImplicitNull(n *yaml.Node) bool {
 	return n != nil && n.Kind == yaml.ScalarNode && n.Style == 0 && n.Value == "" && n.ShortTag() == "!!null"
 }
 
+// maxPieces bounds how many pieces of one cut value are looked for, far
+// above any type or expression, so that a long list of items with an open
+// '(' costs linear time.
+const maxPieces = 16
+
 // flowSplit is an unquoted value of a flow collection ({...} or [...])
 // that YAML cut at its commas: the piece at Content index first, and the
 // pieces after it through index last.
@@ -92,7 +97,7 @@ func (d *nodeDecoder) mappingSplits(n *yaml.Node) map[int]flowSplit {
 			continue
 		}
 		pieces := []string{v.Value}
-		for j := i + 2; j+1 < len(n.Content); j += 2 {
+		for j := i + 2; j+1 < len(n.Content) && j < i+2*maxPieces; j += 2 {
 			k := n.Content[j]
 			if !isPlainScalar(k) || !isImplicitNull(n.Content[j+1]) {
 				break
@@ -129,7 +134,7 @@ func (d *nodeDecoder) sequenceSplits(n *yaml.Node) map[int]flowSplit {
 			continue
 		}
 		pieces := []string{v.Value}
-		for j := i + 1; j < len(n.Content) && isPlainScalar(n.Content[j]); j++ {
+		for j := i + 1; j < len(n.Content) && j < i+maxPieces && isPlainScalar(n.Content[j]); j++ {
 			pieces = append(pieces, n.Content[j].Value)
 			if depth += parenDelta(n.Content[j].Value); depth <= 0 {
 				if out == nil {
@@ -208,6 +213,17 @@ func boolWordHint(n *yaml.Node) string {
 // closing parenthesis): "WHERE note = 'a #1'" loses "#1'" to a comment.
 func (d *nodeDecoder) commentCut(n *yaml.Node) (line, col int) {
 	if !isPlainScalar(n) || strings.Contains(n.Value, "\n") || n.Line > len(d.lines) {
+		return 0, 0
+	}
+	hash, ok := d.hashLines[n.Line]
+	if !ok {
+		if d.hashLines == nil {
+			d.hashLines = map[int]bool{}
+		}
+		hash = strings.Contains(d.lines[n.Line-1], "#")
+		d.hashLines[n.Line] = hash
+	}
+	if !hash {
 		return 0, 0
 	}
 	src := strings.TrimSuffix(d.lines[n.Line-1], "\r")
