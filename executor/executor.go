@@ -511,13 +511,17 @@ func (r *run) optimize(ctx context.Context) error {
 // optimizeOn runs OPTIMIZE FINAL. ClickHouse 18.16 fails it on a Replicated
 // table with "Unknown log entry type: 0" when a partition has nothing left to
 // merge: then the parts are checked, and a table already merged down to one
-// part per partition counts as optimized.
+// part per partition counts as optimized. The same error was seen in CI with
+// parts still unmerged for the whole retry window (a merge already queued in
+// the replication log): then the OPTIMIZE is given up with a warning, as the
+// data is exact either way and the parts merge in the background.
 func (r *run) optimizeOn(ctx context.Context, n *planner.Node, q string) error {
 	// replication_alter_partitions_sync stays 1 (this replica): with 2,
 	// OPTIMIZE on 18.16 waits for a replica that is down for ever. Reads
 	// must aggregate anyway (SummingMergeTree merges are never guaranteed).
 	var err error
-	for attempt := 0; attempt < 5; attempt++ {
+	const attempts = 15
+	for attempt := 0; attempt < attempts; attempt++ {
 		if err = r.exec(ctx, n, q); err == nil || !strings.Contains(err.Error(), "Unknown log entry type") {
 			return err
 		}
@@ -536,7 +540,11 @@ func (r *run) optimizeOn(ctx context.Context, n *planner.Node, q string) error {
 		case <-time.After(time.Second):
 		}
 	}
-	return err
+	msg := fmt.Sprintf("OPTIMIZE FINAL on %s kept failing with ClickHouse 18.16's %q for %d attempts: left to the background merges "+
+		"(the target is exact either way; reads aggregate)", n.Addr, "Unknown log entry type: 0", attempts)
+	r.log().Warn(msg, "error", err)
+	r.emit(Event{Kind: EventStep, Step: planner.StepOptimize, Message: msg})
+	return nil
 }
 
 func firstHealthy(nodes []*planner.Node) *planner.Node {

@@ -21,6 +21,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/shirath/shirath/internal/chclient"
 	"github.com/shirath/shirath/internal/testenv"
 )
 
@@ -58,6 +59,7 @@ type fixture struct {
 }
 
 func newFixture(t *testing.T, s *testenv.Single) *fixture {
+	waitServer(t, s)
 	env := testenv.Load(t)
 	conn, db := s.DB(t)
 	return &fixture{t: t, env: env, ch: conn, db: db, pg: env.PostgresDB(t), dir: t.TempDir(), addr: s.Addr, server: s}
@@ -91,25 +93,55 @@ func eachServerKilling(t *testing.T, body func(t *testing.T, f *fixture)) {
 	})
 }
 
-// afterKill waits, on chDB's engine, until the server answers again: a
-// killed client may have made it abort, and the stack's supervisor then
+// afterKill waits, on chDB's engine, until the queries of the killed
+// shirath have ended and the server answers: the engine aborts when such a
+// query next touches its reset connection (a batch runs with a huge
+// interactive_delay, so only when it finishes), and the stack's supervisor
 // starts it again within seconds.
 func (f *fixture) afterKill() {
 	f.t.Helper()
 	if f.server == nil || !f.server.ChDB {
 		return
 	}
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		var n uint64
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		err := f.ch.QueryRow(ctx, "SELECT count() FROM system.processes WHERE startsWith(query_id, 'shirath-')").Scan(&n)
+		cancel()
+		if err == nil && n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			f.t.Fatalf("%s: the killed apply's queries did not end (%d left, %v)", f.addr, n, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	time.Sleep(1500 * time.Millisecond)
+	waitServer(f.t, f.server)
+}
+
+// waitServer waits until chDB's engine answers: a test that killed shirath
+// may have made it abort just before.
+func waitServer(t *testing.T, s *testenv.Single) {
+	t.Helper()
+	if !s.ChDB {
+		return
+	}
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		err := f.ch.Ping(ctx)
+		conn, err := chclient.Open(ctx, s.Addr, chclient.Options{})
+		if err == nil {
+			err = conn.Ping(ctx)
+			conn.Close()
+		}
 		cancel()
 		if err == nil {
 			return
 		}
 		if time.Now().After(deadline) {
-			f.t.Fatalf("%s does not answer after the kill: %v", f.addr, err)
+			t.Fatalf("%s does not answer: %v", s.Addr, err)
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
