@@ -60,6 +60,7 @@ select_query: SELECT category, count() AS cnt FROM {source_table} GROUP BY categ
 		if err := d.Stop(); err != nil {
 			t.Fatal(err)
 		}
+		s.Settle(t)
 
 		// With --prune: kept's file was removed before this daemon started:
 		// it never loaded it, so it stays.

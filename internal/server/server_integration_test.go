@@ -383,6 +383,7 @@ func TestSigtermResumes(t *testing.T) {
 		if err := d1.Stop(); err != nil {
 			t.Fatalf("stop: %v\n%s", err, d1.Log(5000))
 		}
+		s.Settle(t)
 		t.Logf("stopped at %d/%d rows in %s", mid.ProcessedRows, mid.TotalRows, time.Since(start))
 		if !strings.Contains(d1.Stdout(), "shirath: stopped") {
 			t.Errorf("no clean stop on stdout: %q", d1.Stdout())

@@ -122,9 +122,45 @@ func (s *Single) DB(t testing.TB) (driver.Conn, string) {
 		if s.Atomic {
 			drop += " SYNC"
 		}
-		if err := conn.Exec(c, drop); err != nil {
+		err := conn.Exec(c, drop)
+		if err != nil && s.ChDB {
+			// The test's last client may have made chDB's engine abort.
+			s.Settle(t)
+			err = conn.Exec(c, drop)
+		}
+		if err != nil {
 			t.Errorf("testenv: drop database %s on %s: %v", db, s.Addr, err)
 		}
 	})
 	return conn, db
+}
+
+// Settle is called after a client process of the server has exited in the
+// middle of a test (a daemon stopped, a command killed): on chDB's engine,
+// which may abort a second or two later when it reads the closed
+// connection (see ChDB), it waits long enough for that to happen and then
+// until the server answers again. On a real server it returns at once.
+func (s *Single) Settle(t testing.TB) {
+	t.Helper()
+	if !s.ChDB {
+		return
+	}
+	time.Sleep(3 * time.Second)
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		c, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		conn, err := chclient.Open(c, s.Addr, chclient.Options{})
+		if err == nil {
+			err = conn.Ping(c)
+			conn.Close()
+		}
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("testenv: %s does not answer: %v", s.Addr, err)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
 }
