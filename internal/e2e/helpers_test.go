@@ -21,7 +21,6 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/shirath/shirath/internal/chclient"
 	"github.com/shirath/shirath/internal/testenv"
 )
 
@@ -125,25 +124,8 @@ func (f *fixture) afterKill() {
 // may have made it abort just before.
 func waitServer(t *testing.T, s *testenv.Single) {
 	t.Helper()
-	if !s.ChDB {
-		return
-	}
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		conn, err := chclient.Open(ctx, s.Addr, chclient.Options{})
-		if err == nil {
-			err = conn.Ping(ctx)
-			conn.Close()
-		}
-		cancel()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s does not answer: %v", s.Addr, err)
-		}
-		time.Sleep(300 * time.Millisecond)
+	if s.ChDB {
+		s.WaitAnswer(t)
 	}
 }
 

@@ -146,6 +146,13 @@ func (s *Single) Settle(t testing.TB) {
 		return
 	}
 	time.Sleep(3 * time.Second)
+	s.WaitAnswer(t)
+}
+
+// WaitAnswer waits until the server answers, for up to 90s: chDB's engine
+// may be restarting after an abort (see ChDB).
+func (s *Single) WaitAnswer(t testing.TB) {
+	t.Helper()
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		c, cancel := context.WithTimeout(context.Background(), 3*time.Second)
