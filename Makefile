@@ -30,9 +30,10 @@ unit:
 # Every test, unit and integration, against the real servers (started if needed).
 # -p 1: packages one at a time, because a cluster test stops a node, which
 # would fail the ON CLUSTER statements of a package running beside it.
+# Test artifacts (the status page's screenshots) are kept under .artifacts/.
 test: up
 	$(GO) vet -tags integration $(PKGS)
-	$(GO) test -tags integration -p 1 $(TESTFLAGS) $(PKGS)
+	SHIRATH_TEST_ARTIFACTS=$(CURDIR)/.artifacts $(GO) test -tags integration -p 1 $(TESTFLAGS) $(PKGS)
 
 # Benchmarks report ratios to a baseline run side by side in each iteration
 # (see README, Benchmarks). -p 1: nothing else builds or runs beside them.
