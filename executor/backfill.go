@@ -58,10 +58,7 @@ func nodeAddrs(ns []*planner.Node) string {
 func (r *run) backfillCopy(ctx context.Context, n *planner.Node, sp *state.ShardProgress) error {
 	f := *r.job.CutoffID
 	spec := r.c.Spec
-	mode, err := r.batchMode(ctx, n)
-	if err != nil {
-		return err
-	}
+	mode := r.batchMode(n)
 	// The replica must hold every source row up to the fence before any
 	// batch, a retried one included, reads it.
 	if err := r.syncSource(ctx, n); err != nil {

@@ -39,20 +39,21 @@ func (m batchMode) String() string {
 	return [...]string{"query log", "deduplication token", "replicated block ids", "stage and move"}[m]
 }
 
-func (r *run) batchMode(ctx context.Context, n *planner.Node) (batchMode, error) {
+// batchMode reads the node's detected features: it asks the server nothing.
+func (r *run) batchMode(n *planner.Node) batchMode {
 	if !r.targetReplicated() {
 		if n.Features.MovePartition {
-			return modeStage, nil
+			return modeStage
 		}
-		return modeLog, nil
+		return modeLog
 	}
 	if n.Features.DedupToken {
-		return modeToken, nil
+		return modeToken
 	}
 	if r.deterministicBatches() {
-		return modeBlocks, nil
+		return modeBlocks
 	}
-	return modeLog, nil
+	return modeLog
 }
 
 // deterministicBatches reports whether a batch's output has one row per
