@@ -176,7 +176,7 @@ func (e *Executor) ApplyChange(ctx context.Context, c *planner.ResourceChange) e
 	}
 	r := &run{e: e, c: c, job: job}
 	if c.Spec != nil {
-		r.mv = sqlgen.MV{Spec: c.Spec, Cluster: c.Cluster, TargetEngine: c.TargetEngine, Casts: c.Casts}
+		r.mv = c.MV()
 	}
 	r.topo, err = e.Conn.Topology(ctx, c.Cluster)
 	if err != nil {
@@ -213,8 +213,10 @@ func (e *Executor) ApplyChange(ctx context.Context, c *planner.ResourceChange) e
 			}
 		}
 		return r.converge(ctx)
+	case planner.Change:
+		return r.change(ctx)
 	}
-	return fmt.Errorf("%w: %s changes cannot be applied yet", ErrBlocked, c.Action)
+	return fmt.Errorf("%w: %s changes cannot be applied", ErrBlocked, c.Action)
 }
 
 // run is the application of one change.
@@ -256,6 +258,8 @@ func (r *run) converge(ctx context.Context) error {
 			return fmt.Errorf("%w: %s", ErrNeedsAttention, j.ErrorMessage)
 		case !j.FenceVerified:
 			err = r.fence(ctx)
+		case j.Status == state.StatusCompleted && j.Changing():
+			err = r.swap(ctx)
 		case j.Status == state.StatusCompleted:
 			r.emit(Event{Kind: EventDone, Message: "completed"})
 			return nil
@@ -331,7 +335,7 @@ func (r *run) newJob(ctx context.Context) error {
 		nodes = append(nodes, n.Addr)
 	}
 	j := &state.Job{
-		Name: r.c.Name, Database: r.c.Database, SourceTable: r.c.Spec.SourceTable, TargetTable: r.c.Spec.TargetTable,
+		Name: r.c.Name, Database: r.c.Database, SourceTable: r.c.Spec.SourceTable, TargetTable: r.mv.Spec.TargetTable,
 		Status: state.StatusCreating, ClusterName: r.c.Cluster, Nodes: nodes, Config: cfg, SpecHash: specs.Hash(r.c.Spec),
 		Applied: map[string]state.AppliedObject{}, Deployment: r.topo.Deployment,
 	}
@@ -362,7 +366,7 @@ func (r *run) destroy(ctx context.Context) error {
 		return fmt.Errorf("%w: %s has prevent_destroy: true; set prevent_destroy: false in its spec and apply that first", ErrBlocked, r.c.Address())
 	}
 	r.emit(Event{Kind: EventStep, Step: planner.StepDrop, Message: "drop"})
-	if err := r.dropObjects(ctx, r.mvForDrop()); err != nil {
+	if err := r.dropEveryVersion(ctx); err != nil {
 		return err
 	}
 	if r.job != nil {
@@ -494,7 +498,7 @@ func (r *run) optimize(ctx context.Context) error {
 	if !r.c.Spec.OptimizeAfterBackfill() {
 		return r.setStatus(ctx, state.StatusCompleted, "")
 	}
-	r.emit(Event{Kind: EventStep, Step: planner.StepOptimize, Message: "OPTIMIZE TABLE " + r.c.Spec.TargetTable + " FINAL"})
+	r.emit(Event{Kind: EventStep, Step: planner.StepOptimize, Message: "OPTIMIZE TABLE " + r.mv.Spec.TargetTable + " FINAL"})
 	q := r.mv.Optimize(false)
 	for _, copyNodes := range r.copies() {
 		n := firstHealthy(copyNodes)
@@ -527,7 +531,7 @@ func (r *run) optimizeOn(ctx context.Context, n *planner.Node, q string) error {
 		}
 		var unmerged uint64
 		cq := "SELECT count() FROM (SELECT partition FROM system.parts WHERE database = ? AND table = ? AND active GROUP BY partition HAVING count() > 1)"
-		if qerr := n.Conn.QueryRow(ctx, cq, r.c.Database, r.c.Spec.TargetTable).Scan(&unmerged); qerr != nil {
+		if qerr := n.Conn.QueryRow(ctx, cq, r.c.Database, r.mv.Spec.TargetTable).Scan(&unmerged); qerr != nil {
 			return fmt.Errorf("%w (and reading system.parts failed: %v)", err, qerr)
 		}
 		if unmerged == 0 {

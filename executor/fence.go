@@ -48,7 +48,7 @@ func (r *run) fence(ctx context.Context) error {
 		return err
 	}
 	for attempt := 0; attempt < r.e.Opts.FenceAttempts; attempt++ {
-		r.emit(Event{Kind: EventStep, Step: planner.StepCreateTarget, Message: "create " + r.c.Spec.TargetTable})
+		r.emit(Event{Kind: EventStep, Step: planner.StepCreateTarget, Message: "create " + r.mv.Spec.TargetTable})
 		if err := r.ddlAll(ctx, createTarget); err != nil {
 			return err
 		}
@@ -99,18 +99,18 @@ func (r *run) fence(ctx context.Context) error {
 
 func (r *run) fenceVerified(ctx context.Context, createTarget, createMV string) error {
 	applied := map[string]state.AppliedObject{}
-	srvTarget, err := r.serverCreateQuery(ctx, r.c.Spec.TargetTable)
+	srvTarget, err := r.serverCreateQuery(ctx, r.mv.Spec.TargetTable)
 	if err != nil {
 		return err
 	}
-	srvMV, err := r.serverCreateQuery(ctx, r.c.Spec.Name)
+	srvMV, err := r.serverCreateQuery(ctx, r.mv.Spec.Name)
 	if err != nil {
 		return err
 	}
 	applied["target"] = state.AppliedObject{SQL: createTarget, Server: srvTarget}
 	applied["mv"] = state.AppliedObject{SQL: createMV, Server: srvMV}
 	if r.topo.Cluster != "" {
-		r.emit(Event{Kind: EventStep, Step: planner.StepCreateDistributed, Message: "create " + r.c.Spec.DistributedTable})
+		r.emit(Event{Kind: EventStep, Step: planner.StepCreateDistributed, Message: "create " + r.mv.Spec.DistributedTable})
 		dist, err := r.mv.CreateDistributed(true)
 		if err != nil {
 			return err

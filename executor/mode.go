@@ -95,9 +95,9 @@ func (r *run) batchToken(sp *state.ShardProgress, lo, hi int64) string {
 // zkPath is the ZooKeeper path of the target's replicated table on node n.
 func (r *run) zkPath(ctx context.Context, n *planner.Node) (string, error) {
 	var p string
-	err := n.Conn.QueryRow(ctx, "SELECT zookeeper_path FROM system.replicas WHERE database = ? AND table = ?", r.c.Database, r.c.Spec.TargetTable).Scan(&p)
+	err := n.Conn.QueryRow(ctx, "SELECT zookeeper_path FROM system.replicas WHERE database = ? AND table = ?", r.c.Database, r.mv.Spec.TargetTable).Scan(&p)
 	if err != nil {
-		return "", fmt.Errorf("read the ZooKeeper path of %s.%s on %s: %w", r.c.Database, r.c.Spec.TargetTable, n.Addr, err)
+		return "", fmt.Errorf("read the ZooKeeper path of %s.%s on %s: %w", r.c.Database, r.mv.Spec.TargetTable, n.Addr, err)
 	}
 	return p, nil
 }

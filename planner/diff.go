@@ -134,8 +134,6 @@ func recordedPreventDestroy(j *state.Job) bool {
 	return err == nil && sp.PreventDestroy
 }
 
-const reasonSpecChanged = "the spec changed since it was applied"
-
 func diffOne(c *ResourceChange, s *specs.Spec, live *Live, job *state.Job) {
 	db := s.Database
 	c.Action = Create
@@ -178,11 +176,22 @@ func diffOne(c *ResourceChange, s *specs.Spec, live *Live, job *state.Job) {
 		c.Blocked = fmt.Sprintf("backfill key column %q of %s.%s is %s: it must be an integer that grows with every insert", key, db, s.SourceTable, kt)
 		return
 	}
+	c.Version, c.LiveVersion = 1, 1
+	if job != nil {
+		c.Version, c.LiveVersion = max(job.Version, 1), max(job.LiveVersion, 1)
+		if job.SpecHash != specs.Hash(s) {
+			c.Strategy = changeStrategy(s, job)
+			if c.Strategy == StrategyRebuild {
+				c.Version = c.LiveVersion + 1
+			}
+		}
+	}
+	phys := sqlgen.Versioned(s, c.Version)
 	c.TargetEngine = s.Engine
 	if c.Cluster != "" && strings.HasPrefix(src.Engine, "Replicated") && !strings.HasPrefix(s.Engine, "Replicated") {
 		// An MV fires only on the replica that received the INSERT: the
 		// target must replicate for every replica to end up with the rows.
-		e, err := sqlgen.ReplicatedEngine(s.Engine, sqlgen.ZKPath(db, s.TargetTable))
+		e, err := sqlgen.ReplicatedEngine(s.Engine, sqlgen.ZKPath(db, phys.TargetTable))
 		if err != nil {
 			c.Blocked = err.Error()
 			return
@@ -212,11 +221,7 @@ func diffOne(c *ResourceChange, s *specs.Spec, live *Live, job *state.Job) {
 	}
 
 	if job.SpecHash != specs.Hash(s) {
-		c.Action = Change
-		c.Reason = reasonSpecChanged
-		c.Diff = specDiff(job, s, c)
-		c.Blocked = "changing an applied MV (its query, columns, engine or options) is not supported yet: " +
-			"drop it (shirath mv drop " + s.Name + ", or remove the spec and apply with -destroy) and apply again to rebuild it"
+		diffChange(c, s, live, job)
 		return
 	}
 	if job.Status == state.StatusNeedsAttention {
@@ -226,12 +231,23 @@ func diffOne(c *ResourceChange, s *specs.Spec, live *Live, job *state.Job) {
 	}
 	if job.Status != state.StatusCompleted {
 		c.Reason = resumeReason(job)
-		c.Steps = resumeSteps(s, job)
+		c.Steps = resumeSteps(phys, job)
+		if job.Changing() {
+			c.Reason = fmt.Sprintf("change to version %d: %s", job.Version, c.Reason)
+			c.Steps = append(c.Steps, switchSteps(s, c, live)...)
+			blockOnDown(c, live)
+		}
+		return
+	}
+	if job.Changing() {
+		c.Reason = fmt.Sprintf("version %d is built: switch readers to it and drop version %d", job.Version, job.LiveVersion)
+		c.Steps = switchSteps(s, c, live)
+		blockOnDown(c, live)
 		return
 	}
 	// Completed: look for drift on every node.
 	var lost []string
-	for _, o := range []string{s.TargetTable, s.Name} {
+	for _, o := range []string{phys.TargetTable, phys.Name} {
 		if m := live.Missing(db, o); len(m) > 0 {
 			lost = append(lost, fmt.Sprintf("%s.%s missing on %s", db, o, strings.Join(m, ", ")))
 		}
@@ -243,7 +259,7 @@ func diffOne(c *ResourceChange, s *specs.Spec, live *Live, job *state.Job) {
 		var differs []string
 		var live0 string
 		for _, ns := range live.Nodes {
-			if t, ok := ns.Tables[db+"."+s.Name]; ok && squashSpace(t.CreateQuery) != squashSpace(job.Applied["mv"].Server) {
+			if t, ok := ns.Tables[db+"."+phys.Name]; ok && squashSpace(t.CreateQuery) != squashSpace(job.Applied["mv"].Server) {
 				differs = append(differs, ns.Node.Addr)
 				live0 = t.CreateQuery
 			}
@@ -261,6 +277,7 @@ func diffOne(c *ResourceChange, s *specs.Spec, live *Live, job *state.Job) {
 		// Rows inserted while an MV was missing never reached its target:
 		// only a rebuild makes the target exact again.
 		c.Action = Replace
+		c.Version, c.LiveVersion = 1, 1
 		c.Reason = strings.Join(lost, "; ") + ": rows inserted meanwhile are not in the target, so it is rebuilt"
 		c.Steps = append([]Step{{Kind: StepDrop, Detail: "drop the MV, its target and Distributed tables"}}, createSteps(s, c.Cluster, live)...)
 		return
@@ -330,6 +347,8 @@ func resumeReason(j *state.Job) string {
 	return "job " + string(j.Status)
 }
 
+// resumeSteps continues the job's creation; s carries the physical names of
+// the job's version.
 func resumeSteps(s *specs.Spec, j *state.Job) []Step {
 	if !j.FenceVerified {
 		return append([]Step{{Kind: StepDrop, Detail: "drop what an interrupted creation left"}}, createSteps(s, j.ClusterName, nil)...)
@@ -353,7 +372,9 @@ func specDiff(j *state.Job, s *specs.Spec, c *ResourceChange) string {
 	if j.CutoffID != nil {
 		fence = *j.CutoffID
 	}
-	m := sqlgen.MV{Spec: s, Cluster: c.Cluster, TargetEngine: c.TargetEngine, Casts: c.Casts}
+	// The applied version's names: the diff shows what the spec changed,
+	// not the physical names of the version that will replace it.
+	m := sqlgen.MV{Spec: sqlgen.Versioned(s, max(j.Version, 1)), Cluster: c.Cluster, TargetEngine: c.TargetEngine, Casts: c.Casts}
 	var cur []string
 	if q, err := m.CreateTarget(c.Cluster != ""); err == nil {
 		cur = append(cur, q)

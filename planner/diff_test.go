@@ -385,17 +385,31 @@ func TestDiff(t *testing.T) {
 				j.SpecHash = specs.Hash(testSpec(t, "backfill:\n  key_column: seq\n"))
 				return j
 			},
-			want: want{action: Change, reason: "the spec changed since it was applied",
-				blocked: []string{"changing an applied MV (its query, columns, engine or options) is not supported yet",
-					"shirath mv drop products_by_category"},
+			want: want{action: Change, reason: "the spec changed: rebuild beside live version 1 as version 2 (shop.products_by_category_data__v2), then switch readers at once",
+				steps: []StepKind{StepCreateTarget, StepFence, StepCreateMV, StepWait, StepBackfill, StepOptimize, StepSwitch, StepSwitch, StepDropOld},
 				check: func(t *testing.T, c *ResourceChange) {
 					if c.Diff == "" {
 						t.Error("no diff")
 					}
-					if len(c.Steps) != 0 {
-						t.Errorf("steps %v: a blocked change has none", kinds(c.Steps))
+					if c.Strategy != StrategyRebuild || c.Version != 2 || c.LiveVersion != 1 {
+						t.Errorf("strategy %q version %d live %d, want rebuild 2 over 1", c.Strategy, c.Version, c.LiveVersion)
+					}
+					if d := c.Steps[0].Detail; !strings.Contains(d, "products_by_category_data__v2") {
+						t.Errorf("first step %q does not create the versioned target", d)
 					}
 				}},
+		},
+		{
+			name:  "spec changed while a node is down",
+			extra: "",
+			live:  live("", up("ch1:9000", 1, sourceTable("MergeTree"), targetTable(), mvTable(testMVQuery)), down("ch2:9000", 2)),
+			job: func(t *testing.T, s *specs.Spec) *state.Job {
+				j := testJob(t, s, "", state.StatusCompleted)
+				j.SpecHash = specs.Hash(testSpec(t, "backfill:\n  key_column: seq\n"))
+				return j
+			},
+			want: want{action: Change, reason: "job completed",
+				blocked: []string{"nodes do not answer: ch2:9000"}},
 		},
 		{
 			name: "job needs attention",
@@ -591,8 +605,8 @@ func TestDiffSpecChangeShowsSQLDiff(t *testing.T) {
 		Jobs:    []*state.Job{j},
 	})
 	c := out[0]
-	if c.Action != Change || c.Blocked == "" {
-		t.Fatalf("action %s blocked %q, want a blocked change", c.Action, c.Blocked)
+	if c.Action != Change || c.Blocked != "" || c.Strategy != StrategyRebuild {
+		t.Fatalf("action %s blocked %q strategy %q, want a rebuild", c.Action, c.Blocked, c.Strategy)
 	}
 	// Only the WHERE of the MV changed: the target and the rest of the MV are
 	// shown as context, and the fence keeps the applied cutoff.

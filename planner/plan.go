@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/shirath/shirath/internal/sqlgen"
 	"github.com/shirath/shirath/specs"
 )
 
@@ -73,6 +74,21 @@ const (
 	StepResumeBackfill    StepKind = "resume_backfill"
 	StepOptimize          StepKind = "optimize"
 	StepDrop              StepKind = "drop"
+	StepSwitch            StepKind = "switch"
+	StepDropOld           StepKind = "drop_old_version"
+	StepModifyQuery       StepKind = "modify_query"
+)
+
+// The strategies of a Change (ResourceChange.Strategy).
+const (
+	// StrategyRebuild builds the new version beside the live one, then
+	// switches readers to it and drops the old one.
+	StrategyRebuild = "rebuild"
+	// StrategyModifyQuery replaces the view's query in place.
+	StrategyModifyQuery = "modify_query"
+	// StrategyAbandon drops an unfinished version: the spec is back to the
+	// live one's.
+	StrategyAbandon = "abandon"
 )
 
 // Step is one ordered action of a change, with the SQL it will run where
@@ -99,14 +115,28 @@ type ResourceChange struct {
 	// MV whose spec sets prevent_destroy; such a plan fails.
 	PreventDestroy bool        `json:"prevent_destroy,omitempty"`
 	Spec           *specs.Spec `json:"spec,omitempty"`
-	JobID          int64       `json:"job_id,omitempty"`
-	Cluster        string      `json:"cluster,omitempty"`
+	// Version is the version of the MV the change builds or works on: 1
+	// for the spec's own names, N >= 2 for the physical names of
+	// sqlgen.Versioned. LiveVersion is the one readers see.
+	Version     int `json:"version,omitempty"`
+	LiveVersion int `json:"live_version,omitempty"`
+	// Strategy says how a Change is made (StrategyRebuild, ...).
+	Strategy string `json:"strategy,omitempty"`
+	// Fence is the live MV's fence, kept by a modify_query change.
+	Fence   *int64 `json:"fence,omitempty"`
+	JobID   int64  `json:"job_id,omitempty"`
+	Cluster string `json:"cluster,omitempty"`
 	// Casts maps output columns to the declared types they are cast to,
 	// because the query's own type differs (see specs: sum(Decimal) widens).
 	Casts map[string]string `json:"casts,omitempty"`
 	// TargetEngine is the engine clause the target is created with (the
 	// spec's, or its Replicated form over a replicated source).
 	TargetEngine string `json:"target_engine,omitempty"`
+}
+
+// MV is the SQL generator of the version the change works on.
+func (c *ResourceChange) MV() sqlgen.MV {
+	return sqlgen.MV{Spec: sqlgen.Versioned(c.Spec, c.Version), Cluster: c.Cluster, TargetEngine: c.TargetEngine, Casts: c.Casts}
 }
 
 // Address is database.name.

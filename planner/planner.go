@@ -104,7 +104,7 @@ func (p *Planner) Plan(ctx context.Context, desired []*specs.Spec, destroy bool)
 		}
 	}
 	for _, c := range changes {
-		if c.Action == Change && c.Spec != nil && c.Diff != "" && c.Reason == reasonSpecChanged {
+		if c.Action == Change && c.Spec != nil && c.Diff != "" {
 			// The applied SQL carries the casts it was created with: the new
 			// SQL must too, or every cast shows as a false change.
 			if job := jobByID(jobs, c.JobID); job != nil && p.casts(ctx, c, snap.Live[c.Cluster]) == nil {
@@ -133,7 +133,7 @@ func jobByID(jobs []*state.Job, id int64) *state.Job {
 // needsCasts: a resumed creation recreates the MV, so it needs the casts too.
 func needsCasts(c *ResourceChange) bool {
 	for _, s := range c.Steps {
-		if s.Kind == StepCreateMV {
+		if s.Kind == StepCreateMV || s.Kind == StepModifyQuery {
 			return true
 		}
 	}
@@ -227,7 +227,7 @@ func RenderSQL(c *ResourceChange) {
 	if c.Spec == nil || c.Blocked != "" {
 		return
 	}
-	m := sqlgen.MV{Spec: c.Spec, Cluster: c.Cluster, TargetEngine: c.TargetEngine, Casts: c.Casts}
+	m := c.MV()
 	on := c.Cluster != ""
 	for i := range c.Steps {
 		st := &c.Steps[i]
@@ -238,6 +238,10 @@ func RenderSQL(c *ResourceChange) {
 			q, err = m.CreateTarget(on)
 		case StepCreateMV:
 			q, err = m.Query(sqlgen.Range{})
+		case StepModifyQuery:
+			if c.Fence != nil {
+				q, err = m.ModifyQuery(*c.Fence)
+			}
 		case StepCreateDistributed:
 			q, err = m.CreateDistributed(on && len(st.Nodes) == 0)
 		case StepOptimize:

@@ -39,6 +39,8 @@ func Hash(s *Spec) string {
 	// Protection is not part of what is built: changing it changes nothing
 	// in ClickHouse (apply only records it).
 	c.PreventDestroy = false
+	// How a change is made is not what is built either.
+	c.ChangeStrategy = ""
 	// Struct fields marshal in declaration order and contain no maps, so
 	// the encoding is canonical; it cannot fail for these field types.
 	b, err := json.Marshal(&c)

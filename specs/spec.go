@@ -42,10 +42,22 @@ type Spec struct {
 	// as Terraform's lifecycle prevent_destroy does. It is recorded with the
 	// job, so that it still protects the MV once its spec is removed.
 	PreventDestroy bool `yaml:"prevent_destroy,omitempty" json:"prevent_destroy,omitempty"`
+	// ChangeStrategy says how apply changes this MV once it is live:
+	// "rebuild" (the default) builds the new version beside the old one and
+	// switches readers at once; "modify_query" replaces the view's query in
+	// place (servers with ALTER TABLE ... MODIFY QUERY, target unchanged),
+	// leaving the rows already in the target as the old query made them.
+	ChangeStrategy string `yaml:"change_strategy,omitempty" json:"change_strategy,omitempty"`
 
 	// Origin says where the spec came from, for error messages.
 	Origin Origin `yaml:"-" json:"-"`
 }
+
+// The change strategies (Spec.ChangeStrategy).
+const (
+	ChangeRebuild     = "rebuild"
+	ChangeModifyQuery = "modify_query"
+)
 
 // Column is one column of the target table.
 type Column struct {

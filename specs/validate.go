@@ -102,6 +102,7 @@ func (s *Spec) Validate() Errors {
 	v.query(cols)
 	v.cluster()
 	v.backfill()
+	v.changeStrategy()
 	v.errs.sort()
 	return v.errs
 }
@@ -373,4 +374,16 @@ func findNested(n *typeNode) *typeNode {
 		}
 	}
 	return nil
+}
+
+func (v *validator) changeStrategy() {
+	switch v.s.ChangeStrategy {
+	case "", ChangeRebuild, ChangeModifyQuery:
+		return
+	}
+	if v.ix.broken("change_strategy") {
+		return
+	}
+	v.at("change_strategy", `write "rebuild" (the default: build the new version beside the live one, then switch readers) or "modify_query" (replace the view's query in place)`,
+		"%q is not a change strategy", clip(v.s.ChangeStrategy))
 }

@@ -75,6 +75,16 @@ type Job struct {
 	Applied       map[string]AppliedObject // object name -> what the executor applied
 	FenceVerified bool
 
+	// Version is the version of the MV that the objects, fence and progress
+	// above describe; LiveVersion the one readers see. Version >
+	// LiveVersion while a change builds a new version beside the live one.
+	// Both are 1 for an MV never changed (0 in a Job built in code reads as 1).
+	Version, LiveVersion int
+	// PreviousConfig is the spec of the version replaced last (nil before
+	// the first change); SwitchedAt when readers were switched to it.
+	PreviousConfig json.RawMessage
+	SwitchedAt     *time.Time
+
 	ErrorMessage string
 	InsertedAt   time.Time
 	UpdatedAt    time.Time
@@ -111,6 +121,10 @@ type ShardProgress struct {
 	UpdatedAt    time.Time
 }
 
+// Changing reports whether a change builds a new version beside the live
+// one.
+func (j *Job) Changing() bool { return j.Version > j.LiveVersion }
+
 // ProgressPercent is the backfill progress, rounded to 0.1: 100 once the job
 // is completed (whatever the counts say), 0 while nothing is known to copy.
 func (j *Job) ProgressPercent() float64 {
@@ -140,23 +154,28 @@ func progressPercent(s Status, processed, total int64) float64 {
 // RFC 3339 UTC, nulls for what is not known, never Go zero values. It is
 // exported so that API clients decode the view with the type that writes it.
 type JobView struct {
-	ID              int64       `json:"id"`
-	Name            string      `json:"name"`
-	Database        string      `json:"database"`
-	SourceTable     string      `json:"source_table"`
-	TargetTable     string      `json:"target_table"`
-	Status          Status      `json:"status"`
-	ClusterName     *string     `json:"cluster_name"`
-	Nodes           []string    `json:"nodes"`
-	CutoffID        *int64      `json:"cutoff_id"`
-	TotalRows       int64       `json:"total_rows"`
-	ProcessedRows   int64       `json:"processed_rows"`
-	LastProcessedID *int64      `json:"last_processed_id"`
-	ProgressPercent float64     `json:"progress_percent"`
-	ErrorMessage    *string     `json:"error_message"`
-	CreatedAt       string      `json:"created_at"`
-	UpdatedAt       string      `json:"updated_at"`
-	Shards          []ShardView `json:"shards"`
+	ID              int64    `json:"id"`
+	Name            string   `json:"name"`
+	Database        string   `json:"database"`
+	SourceTable     string   `json:"source_table"`
+	TargetTable     string   `json:"target_table"`
+	Status          Status   `json:"status"`
+	ClusterName     *string  `json:"cluster_name"`
+	Nodes           []string `json:"nodes"`
+	CutoffID        *int64   `json:"cutoff_id"`
+	TotalRows       int64    `json:"total_rows"`
+	ProcessedRows   int64    `json:"processed_rows"`
+	LastProcessedID *int64   `json:"last_processed_id"`
+	ProgressPercent float64  `json:"progress_percent"`
+	ErrorMessage    *string  `json:"error_message"`
+	CreatedAt       string   `json:"created_at"`
+	UpdatedAt       string   `json:"updated_at"`
+	// Version is the version being built (or live), LiveVersion the one
+	// readers see; SwitchedAt when readers were last switched by a change.
+	Version     int         `json:"version"`
+	LiveVersion int         `json:"live_version"`
+	SwitchedAt  *string     `json:"switched_at"`
+	Shards      []ShardView `json:"shards"`
 }
 
 // ShardView is the REST view of one shard's backfill progress.
@@ -191,7 +210,13 @@ func (j Job) MarshalJSON() ([]byte, error) {
 		ErrorMessage:    nullString(j.ErrorMessage),
 		CreatedAt:       rfc3339(j.InsertedAt),
 		UpdatedAt:       rfc3339(j.UpdatedAt),
+		Version:         max(j.Version, 1),
+		LiveVersion:     max(j.LiveVersion, 1),
 		Shards:          make([]ShardView, 0, len(j.Shards)),
+	}
+	if j.SwitchedAt != nil {
+		at := rfc3339(*j.SwitchedAt)
+		v.SwitchedAt = &at
 	}
 	if v.Nodes == nil {
 		v.Nodes = []string{}
