@@ -256,52 +256,6 @@ func (r *run) dropVersion(ctx context.Context, s *specs.Spec, v int) error {
 	return r.dropObjects(ctx, sqlgen.MV{Spec: sqlgen.Versioned(s, v), Cluster: r.c.Cluster, DropSync: r.mv.DropSync})
 }
 
-// dropEveryVersion drops every object of the MV: its versions' MVs first,
-// then the readers' tables, the versions' tables and what a switch leaves.
-func (r *run) dropEveryVersion(ctx context.Context) error {
-	base := r.mvForDrop()
-	versions := []int{1}
-	var specsOf []*specs.Spec
-	specsOf = append(specsOf, base.Spec)
-	if r.job != nil {
-		versions = append(versions, r.job.Version, r.job.LiveVersion)
-		if s, err := specs.ParseJSON(r.job.PreviousConfig); err == nil {
-			specsOf = append(specsOf, s)
-		}
-	}
-	var mvs, tables []string
-	seen := map[string]bool{}
-	add := func(list *[]string, name string) {
-		if name != "" && !seen[name] {
-			seen[name] = true
-			*list = append(*list, name)
-		}
-	}
-	for _, s := range specsOf {
-		for _, v := range versions {
-			p := sqlgen.Versioned(s, v)
-			add(&mvs, p.Name)
-			add(&tables, p.DistributedTable)
-			add(&tables, p.TargetTable)
-		}
-		for _, n := range []string{s.TargetTable, s.DistributedTable} {
-			if n != "" {
-				add(&tables, sqlgen.NextName(n))
-				add(&tables, sqlgen.PrevName(n))
-			}
-		}
-	}
-	for _, name := range append(mvs, tables...) {
-		if err := r.ddlAll(ctx, base.Drop(name, true)); err != nil {
-			return err
-		}
-	}
-	if r.stageCapable() {
-		return r.ddlAll(ctx, base.DropStage(true))
-	}
-	return nil
-}
-
 // abandon drops an unfinished version: the spec is back to the live one's.
 func (r *run) abandon(ctx context.Context) error {
 	if !r.job.Changing() {
