@@ -35,6 +35,7 @@ type Store interface {
 	BeginBatch(ctx context.Context, jobID int64, shard int, replica string, lo, hi int64, queryID string) error
 	CompleteBatch(ctx context.Context, jobID int64, shard int, replica string, hi int64, rows int64) error
 	Lock(ctx context.Context, key, holder string, wait bool, onWait func(holder string, since time.Time)) (func(), error)
+	ListJobs(ctx context.Context) ([]*state.Job, error)
 }
 
 // Sentinel errors; callers use errors.Is.

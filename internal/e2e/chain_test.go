@@ -111,6 +111,10 @@ func TestChainBuiltByOneApply(t *testing.T) {
 			t.Errorf("plan after the apply: exit %d\n%s%s", p.code, p.stdout, p.stderr)
 		}
 
+		// Dropping clean by hand is refused too, naming its readers.
+		if r := f.run("mv", "drop", f.db+".clean"); r.code != 1 || !strings.Contains(r.stderr, fmt.Sprintf("%s.by_cat, %s.by_ids reads what %s.clean builds", f.db, f.db, f.db)) {
+			t.Fatalf("mv drop of clean while the rollups read it: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
 		// clean's spec removed while by_cat and by_ids still read it.
 		if err := os.Remove(filepath.Join(f.dir, "clean.yaml")); err != nil {
 			t.Fatal(err)
