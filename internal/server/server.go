@@ -30,6 +30,7 @@ import (
 	"github.com/shirath/shirath/internal/chclient"
 	"github.com/shirath/shirath/internal/sqlgen"
 	"github.com/shirath/shirath/planner"
+	"github.com/shirath/shirath/specs"
 	"github.com/shirath/shirath/state"
 )
 
@@ -323,7 +324,25 @@ func (s *Server) scan(ctx context.Context) error {
 	for _, k := range add {
 		s.q.Add(k)
 	}
+	for _, k := range add {
+		if d, ok := desired[k]; ok && d.Spec != nil {
+			s.pokeReaders(desired, d.Spec)
+		}
+	}
 	return nil
+}
+
+// pokeReaders looks again at the MVs that read what up builds (a chain):
+// up's spec, new or changed, may be what they wait for, or what stopped
+// them (blocked for want of their source). One being reconciled right now
+// is looked at again once done (the queue keeps it dirty).
+func (s *Server) pokeReaders(desired map[string]Desired, up *specs.Spec) {
+	for k, d := range desired {
+		if d.Spec == nil || d.Spec.Database != up.Database || (d.Spec.SourceTable != up.TargetTable && d.Spec.SourceTable != up.DistributedTable) {
+			continue
+		}
+		s.Poke(k, "")
+	}
 }
 
 // Poke queues key now, clearing its backoff and a terminal condition: an API
