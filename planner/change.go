@@ -154,11 +154,16 @@ func exchangeEverywhere(live *Live) bool {
 // readersOf lists the live MVs, other than this MV's own versions, whose
 // query reads the target by its readers' name.
 func readersOf(live *Live, s *specs.Spec, job *state.Job) []string {
-	re := regexp.MustCompile(`(?i)\bFROM\s+` + "`?" + regexp.QuoteMeta(s.Database) + "`?" + `\.` + "`?" + regexp.QuoteMeta(s.TargetTable) + "`?" + `(\s|$|\))`)
+	// What a reader may name: the target and its versions, and, on
+	// servers where writes fire the MVs reading an MV's name (18.16, see
+	// chclient.Version.CascadesThroughTarget), the MV's versions.
 	own := map[string]bool{}
-	for v := 1; v <= max(job.Version, 1); v++ {
+	var names []string
+	for v := 1; v <= max(job.Version, job.LiveVersion, 1); v++ {
 		own[sqlgen.VersionedName(s.Name, v)] = true
+		names = append(names, regexp.QuoteMeta(sqlgen.VersionedName(s.TargetTable, v)), regexp.QuoteMeta(sqlgen.VersionedName(s.Name, v)))
 	}
+	re := regexp.MustCompile(`(?i)\bFROM\s+` + "`?" + regexp.QuoteMeta(s.Database) + "`?" + `\.` + "`?(" + strings.Join(names, "|") + ")`?" + `(\s|$|\))`)
 	seen := map[string]bool{}
 	var out []string
 	for _, ns := range live.Nodes {

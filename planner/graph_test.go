@@ -201,3 +201,24 @@ func TestDependsOnGraph(t *testing.T) {
 		}
 	}
 }
+
+// TestReadersOf: a change is refused while another MV reads the MV's
+// target, or (18.16's chains) the MV's own name.
+func TestReadersOf(t *testing.T) {
+	s := testSpec(t, "")
+	job := testJob(t, s, "", state.StatusCompleted)
+	for _, q := range []string{
+		"CREATE MATERIALIZED VIEW shop.by_cat TO shop.by_cat_data AS SELECT category, count() AS cnt FROM shop.products_by_category_data GROUP BY category",
+		"CREATE MATERIALIZED VIEW shop.by_cat TO shop.by_cat_data AS SELECT category, count() AS cnt FROM `shop`.`products_by_category` WHERE id > 5 GROUP BY category",
+	} {
+		reader := &Table{Database: testDB, Name: "by_cat", Engine: "MaterializedView", CreateQuery: q}
+		l := live("", up("ch1:9000", 1, sourceTable("MergeTree"), targetTable(), mvTable(testMVQuery), reader))[""]
+		if got := readersOf(l, s, job); len(got) != 1 || got[0] != "shop.by_cat" {
+			t.Errorf("readers of %s in %q: %v", s.Name, q, got)
+		}
+	}
+	l := live("", up("ch1:9000", 1, sourceTable("MergeTree"), targetTable(), mvTable(testMVQuery)))[""]
+	if got := readersOf(l, s, job); len(got) != 0 {
+		t.Errorf("readers without any: %v", got)
+	}
+}
