@@ -1,0 +1,76 @@
+//go:build integration
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestEightAppliesAndADaemon: 8 `apply --wait-lock` processes and a daemon
+// reading the same spec directory start together on two new MVs, under a
+// writer. Each MV is worked by one of them at a time (the others wait for
+// its lock, then find nothing to do or continue from its recorded
+// progress); every apply ends well, both targets are exact, and on 18.16
+// (which has a query log) no backfill batch ran twice.
+func TestEightAppliesAndADaemon(t *testing.T) {
+	t.Parallel()
+	eachServer(t, func(t *testing.T, f *fixture) {
+		const prefill = 400_000
+		f.createProducts(prefill)
+		small := "backfill:\n  initial_batch_rows: 20000\n  max_batch_rows: 20000\n"
+		f.writeSpec("by_category", summingSpec+small)
+		f.writeSpec("stats", aggregatingSpec+small)
+		w := f.startWriter("products", prefill, 100, 50*time.Millisecond)
+
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		daemon := f.command(ctx, "serve", "--listen", "127.0.0.1:0", "--specs", f.dir, "--scan-interval", "1s")
+		if err := daemon.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { cancel(); daemon.Wait() }()
+
+		var wg sync.WaitGroup
+		results := make([]result, 8)
+		for i := range results {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				results[i] = f.run("apply", "--auto-approve", "--wait-lock", f.dir)
+			}()
+		}
+		wg.Wait()
+		for i, r := range results {
+			if r.code != 0 {
+				t.Errorf("apply %d: exit %d\n%s\n%s", i, r.code, r.stdout, r.stderr)
+			}
+		}
+		time.Sleep(time.Second)
+		w.Stop(t)
+		f.assertSummingExact()
+		f.assertAggregatingExact()
+		if f.server.ChDB {
+			return // no query log
+		}
+		f.exec("SYSTEM FLUSH LOGS")
+		// A batch's query id is shirath-<job>-<shard>-<lo>-<hi>-<nanos>: the
+		// same range finished twice would count twice the rows.
+		rows := f.rowsOf(fmt.Sprintf(`SELECT arrayStringConcat(arraySlice(splitByChar('-', query_id), 1, 5), '-') AS batch, count() AS n
+			FROM system.query_log WHERE type = 2 AND startsWith(query_id, 'shirath-') AND query LIKE 'INSERT INTO %%%s%%'
+			GROUP BY batch ORDER BY n DESC, batch`, f.db))
+		if len(rows) == 0 {
+			t.Fatal("no backfill batch in the query log: the check would prove nothing")
+		}
+		for _, r := range rows {
+			if !strings.HasSuffix(r, "\t1") {
+				t.Errorf("a batch ran more than once: %s", r)
+			}
+		}
+		t.Logf("%d batches, each finished once", len(rows))
+	})
+}
