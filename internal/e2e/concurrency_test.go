@@ -57,20 +57,71 @@ func TestEightAppliesAndADaemon(t *testing.T) {
 		if f.server.ChDB {
 			return // no query log
 		}
-		f.exec("SYSTEM FLUSH LOGS")
-		// A batch's query id is shirath-<job>-<shard>-<lo>-<hi>-<nanos>: the
-		// same range finished twice would count twice the rows.
-		rows := f.rowsOf(fmt.Sprintf(`SELECT arrayStringConcat(arraySlice(splitByChar('-', query_id), 1, 5), '-') AS batch, count() AS n
-			FROM system.query_log WHERE type = 2 AND startsWith(query_id, 'shirath-') AND query LIKE 'INSERT INTO %%%s%%'
-			GROUP BY batch ORDER BY n DESC, batch`, f.db))
-		if len(rows) == 0 {
-			t.Fatal("no backfill batch in the query log: the check would prove nothing")
-		}
-		for _, r := range rows {
-			if !strings.HasSuffix(r, "\t1") {
-				t.Errorf("a batch ran more than once: %s", r)
-			}
-		}
-		t.Logf("%d batches, each finished once", len(rows))
+		f.assertEachBatchOnce()
 	})
+}
+
+// TestTwoDaemons: two daemons on one job table and one spec directory, under
+// a writer: each MV is reconciled by one of them at a time (the MV's lock),
+// both end completed and exact, and no batch finished twice.
+func TestTwoDaemons(t *testing.T) {
+	t.Parallel()
+	eachServer(t, func(t *testing.T, f *fixture) {
+		const prefill = 400_000
+		f.createProducts(prefill)
+		small := "backfill:\n  initial_batch_rows: 20000\n  max_batch_rows: 20000\n"
+		f.writeSpec("by_category", summingSpec+small)
+		f.writeSpec("stats", aggregatingSpec+small)
+		w := f.startWriter("products", prefill, 100, 50*time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		for i := 0; i < 2; i++ {
+			d := f.command(ctx, "serve", "--listen", "127.0.0.1:0", "--specs", f.dir, "--scan-interval", "1s")
+			if err := d.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { cancel(); d.Wait() }()
+		}
+		deadline := time.Now().Add(5 * time.Minute)
+		for {
+			a, _, _, _ := f.job("by_category")
+			b, _, _, _ := f.job("stats")
+			if a == "completed" && b == "completed" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("after 5 minutes: by_category %s, stats %s", a, b)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		time.Sleep(time.Second)
+		w.Stop(t)
+		f.assertSummingExact()
+		f.assertAggregatingExact()
+		if f.server.ChDB {
+			return // no query log
+		}
+		f.assertEachBatchOnce()
+	})
+}
+
+// assertEachBatchOnce fails the test if a backfill batch finished twice, by
+// the server's query log. A batch's query id is
+// shirath-<job>-<shard>-<lo>-<hi>-<nanos>: the same range finished twice
+// would count its rows twice.
+func (f *fixture) assertEachBatchOnce() {
+	f.t.Helper()
+	f.exec("SYSTEM FLUSH LOGS")
+	rows := f.rowsOf(fmt.Sprintf(`SELECT arrayStringConcat(arraySlice(splitByChar('-', query_id), 1, 5), '-') AS batch, count() AS n
+		FROM system.query_log WHERE type = 2 AND startsWith(query_id, 'shirath-') AND query LIKE 'INSERT INTO %%%s%%'
+		GROUP BY batch ORDER BY n DESC, batch`, f.db))
+	if len(rows) == 0 {
+		f.t.Fatal("no backfill batch in the query log: the check would prove nothing")
+	}
+	for _, r := range rows {
+		if !strings.HasSuffix(r, "\t1") {
+			f.t.Errorf("a batch ran more than once: %s", r)
+		}
+	}
+	f.t.Logf("%d batches, each finished once", len(rows))
 }
