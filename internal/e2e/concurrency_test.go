@@ -125,3 +125,29 @@ func (f *fixture) assertEachBatchOnce() {
 	}
 	f.t.Logf("%d batches, each finished once", len(rows))
 }
+
+// TestApplyIsolatesFailures: in one apply, an MV whose source does not
+// exist and one whose cluster the server does not know fail, each named,
+// and the good MV beside them is built exactly anyway.
+func TestApplyIsolatesFailures(t *testing.T) {
+	t.Parallel()
+	eachServer(t, func(t *testing.T, f *fixture) {
+		f.createProducts(50_000)
+		f.writeSpec("by_category", summingSpec)
+		f.writeSpec("no_source", strings.Replace(strings.Replace(summingSpec, "name: by_category", "name: no_source", 1), "source_table: products", "source_table: gone", 1))
+		f.writeSpec("no_cluster", strings.Replace(summingSpec, "name: by_category", "name: no_cluster", 1)+"cluster: no_such_cluster\n")
+		r := f.run("apply", "--auto-approve", f.dir)
+		if r.code != 1 {
+			t.Fatalf("apply with two broken MVs: exit %d, want 1\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		for _, want := range []string{f.db + ".no_source", "gone does not exist", f.db + ".no_cluster", "no_such_cluster"} {
+			if !strings.Contains(r.stdout+r.stderr, want) {
+				t.Errorf("apply does not say %q:\n%s%s", want, r.stdout, r.stderr)
+			}
+		}
+		f.assertSummingExact()
+		if st, _, _, _ := f.job("by_category"); st != "completed" {
+			t.Errorf("the good MV: %s", st)
+		}
+	})
+}
