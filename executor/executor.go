@@ -90,6 +90,10 @@ type Options struct {
 	// [30s]: a node that went down fails the call in seconds, not the
 	// server's default 180.
 	DDLTimeout time.Duration
+	// StoreRetry is how long a job store call that cannot reach
+	// PostgreSQL is retried, with backoff, before the apply fails [5m];
+	// negative: not retried.
+	StoreRetry time.Duration
 	// OnEvent receives progress; it must not block for long.
 	OnEvent func(Event)
 }
@@ -123,8 +127,17 @@ func (e *Executor) defaults() {
 	if o.DDLTimeout == 0 {
 		o.DDLTimeout = 30 * time.Second
 	}
+	if o.StoreRetry == 0 {
+		o.StoreRetry = 5 * time.Minute
+	}
 	if e.Log == nil {
 		e.Log = hclog.NewNullLogger()
+	}
+	if _, ok := e.Store.(retryStore); !ok && o.StoreRetry > 0 {
+		e.Store = retryStore{Store: e.Store, max: o.StoreRetry, onWait: func(what string, err error, delay time.Duration) {
+			e.Log.Warn("the job store does not answer; retrying", "doing", what, "in", delay, "error", err)
+			e.emit(Event{Kind: EventWaiting, Message: fmt.Sprintf("PostgreSQL does not answer (%v): retrying to %s in %s", err, what, delay)})
+		}}
 	}
 }
 

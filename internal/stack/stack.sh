@@ -150,9 +150,9 @@ pg_up() {
 }
 pg_answers() { pg_isready -q -h 127.0.0.1 -p "$PG_PORT"; }
 pg_down() {
-	local dir=$STACK_DIR/pg
+	local dir=$STACK_DIR/pg mode=${1:-fast}
 	[[ -f $dir/data/postmaster.pid ]] || return 0
-	local stop="$PG_BIN/pg_ctl -D '$dir/data' -m fast -w stop"
+	local stop="$PG_BIN/pg_ctl -D '$dir/data' -m $mode -w stop"
 	if ((EUID == 0)); then su postgres -s /bin/sh -c "$stop" >/dev/null 2>&1 || true; else sh -c "$stop" >/dev/null 2>&1 || true; fi
 }
 
@@ -375,5 +375,15 @@ start-node)
 	node_start "$2"
 	wait_for "ClickHouse $2" 90 ch_answers "${NODE_TCP[$2]}"
 	;;
-*) die "usage: stack.sh up|down|status|stop-node NAME|start-node NAME" ;;
+pg-up)
+	# A PostgreSQL of its own for a test that stops it: pg-up DIR PORT.
+	[[ -n ${2:-} && -n ${3:-} ]] || die "pg-up needs a directory and a port"
+	STACK_DIR=$2 PG_PORT=$3 pg_up
+	;;
+pg-kill)
+	# Stops it at once, as a crash would: pg-kill DIR.
+	[[ -n ${2:-} ]] || die "pg-kill needs a directory"
+	STACK_DIR=$2 pg_down immediate
+	;;
+*) die "usage: stack.sh up|down|status|stop-node NAME|start-node NAME|pg-up DIR PORT|pg-kill DIR" ;;
 esac

@@ -12,6 +12,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -227,4 +228,45 @@ func (e *Env) stack(t testing.TB, args ...string) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("testenv: stack.sh %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
+}
+
+// Postgres is a PostgreSQL server of a test's own, for a test that stops it
+// (the stack's is shared by every test running beside it).
+type Postgres struct {
+	URL  string
+	dir  string
+	port int
+	env  *Env
+}
+
+// PrivatePostgres starts a PostgreSQL of the test's own under the local
+// stack's directory; it is stopped and removed when the test ends.
+func (e *Env) PrivatePostgres(t testing.TB) *Postgres {
+	t.Helper()
+	if e.StackDir == "" {
+		t.Fatalf("testenv: a PostgreSQL of a test's own needs the local stack (make up)")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	p := &Postgres{dir: filepath.Join(e.StackDir, UniqueName("pg")), port: port, env: e,
+		URL: fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)}
+	t.Cleanup(func() {
+		p.Kill(t)
+		os.RemoveAll(p.dir)
+	})
+	p.Start(t)
+	return p
+}
+
+// Kill stops it at once, as a crash would (pg_ctl -m immediate).
+func (p *Postgres) Kill(t testing.TB) { t.Helper(); p.env.stack(t, "pg-kill", p.dir) }
+
+// Start starts it (again) and waits until it answers.
+func (p *Postgres) Start(t testing.TB) {
+	t.Helper()
+	p.env.stack(t, "pg-up", p.dir, fmt.Sprint(p.port))
 }
