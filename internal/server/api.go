@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/shirath/shirath/planner"
 	"github.com/shirath/shirath/specs"
 	"github.com/shirath/shirath/state"
@@ -598,6 +599,15 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 		details = append(details, "clickhouse: "+err.Error())
 	} else if err := conn.Ping(ctx); err != nil {
 		details = append(details, "clickhouse "+s.probe.Seed+": "+err.Error())
+	} else {
+		// ZooKeeper, where the server has one (ON CLUSTER DDL and Replicated
+		// tables need it): system.zookeeper exists only then.
+		var n uint64
+		err := conn.QueryRow(ctx, "SELECT count() FROM system.zookeeper WHERE path = '/'").Scan(&n)
+		var ex *clickhouse.Exception
+		if err != nil && !(errors.As(err, &ex) && ex.Code == 60) { // 60: UNKNOWN_TABLE, no ZooKeeper configured
+			details = append(details, "zookeeper (through "+s.probe.Seed+"): "+err.Error())
+		}
 	}
 	if len(details) > 0 {
 		return apiErr(http.StatusServiceUnavailable, "not ready", details...)

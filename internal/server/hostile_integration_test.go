@@ -105,3 +105,34 @@ func TestAPIHostileConnections(t *testing.T) {
 		t.Fatalf("after the hostile connections the daemon stores: %d %s", r.status, r.body)
 	}
 }
+
+// TestReadyzNamesWhatIsDown: /readyz answers 503 naming PostgreSQL while it
+// is down, and 200 once it is back; on a cluster node it checks ZooKeeper
+// too (ready while it answers).
+func TestReadyzNamesWhatIsDown(t *testing.T) {
+	t.Parallel()
+	env := testenv.Load(t)
+	pg := env.PrivatePostgres(t)
+	d := servertest.Start(t, bin, servertest.Env{CHAddr: env.ClusterAddrs[0], PGURL: pg.URL})
+	if r := do(t, "GET", d.URL+"/readyz", "", ""); r.status != 200 {
+		t.Fatalf("readyz with every dependency up: %d %s", r.status, r.body)
+	}
+	pg.Kill(t)
+	r := do(t, "GET", d.URL+"/readyz", "", "")
+	if r.status != 503 || !bytes.Contains(r.body, []byte("postgresql")) {
+		t.Fatalf("readyz with PostgreSQL down: %d %s", r.status, r.body)
+	}
+	t.Logf("readyz with PostgreSQL down: %s", r.body)
+	pg.Start(t)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r = do(t, "GET", d.URL+"/readyz", "", "")
+		if r.status == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("readyz 30 s after PostgreSQL came back: %d %s", r.status, r.body)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
