@@ -188,9 +188,9 @@ type JobView struct {
 	UpdatedAt       string   `json:"updated_at"`
 	// Version is the version being built (or live), LiveVersion the one
 	// readers see; SwitchedAt when readers were last switched by a change.
-	Version     int         `json:"version"`
-	LiveVersion int         `json:"live_version"`
-	SwitchedAt  *string     `json:"switched_at"`
+	Version     int     `json:"version"`
+	LiveVersion int     `json:"live_version"`
+	SwitchedAt  *string `json:"switched_at"`
 	// VerifiedAt is when a verify last found no difference; LastVerify
 	// the summary of the last verify.
 	VerifiedAt *string        `json:"verified_at"`

@@ -132,8 +132,8 @@ type Scope struct {
 	// first check: they were counted, not re-checked, and are differences.
 	Unchecked int `json:"unchecked"`
 	// Transient counts groups that differed and then matched: rows in flight.
-	Transient int `json:"transient"`
-	Checks    int `json:"checks"`
+	Transient int  `json:"transient"`
+	Checks    int  `json:"checks"`
 	Quiet     bool `json:"quiet"`
 }
 
