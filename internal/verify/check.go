@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"sort"
+	"math/big"
 	"strings"
 	"sync"
 	"time"
@@ -157,6 +158,68 @@ type checker struct {
 type track struct {
 	last       Difference
 	diff, same int // checks in a row that differed, matched
+	// seen counts the signatures of the current run of differing checks,
+	// and latest keeps the last observation of each.
+	seen   map[string]int
+	latest map[string]Difference
+}
+
+func newTrack(d Difference) *track {
+	t := &track{seen: map[string]int{}, latest: map[string]Difference{}}
+	t.differs(d)
+	return t
+}
+
+func (t *track) differs(d Difference) {
+	sig := signature(d)
+	t.last, t.diff, t.same = d, t.diff+1, 0
+	t.seen[sig]++
+	t.latest[sig] = d
+}
+
+func (t *track) matches() {
+	t.diff, t.same = 0, t.same+1
+	clear(t.seen)
+	clear(t.latest)
+}
+
+// modal is the signature seen most often in the current run of differing
+// checks, with how often, and its latest observation.
+func (t *track) modal() (int, Difference) {
+	best, n := "", 0
+	for sig, c := range t.seen {
+		if c > n || (c == n && sig < best) {
+			best, n = sig, c
+		}
+	}
+	return n, t.latest[best]
+}
+
+// signature is what stays the same across checks for a real difference
+// while rows keep arriving: the difference of each numeric value (a row
+// too many in a sum stays a row too many), else both values.
+func signature(d Difference) string {
+	var b strings.Builder
+	b.WriteString(d.Kind)
+	for i := range max(len(d.Target), len(d.Expected)) {
+		var t, e string
+		if i < len(d.Target) {
+			t = d.Target[i]
+		}
+		if i < len(d.Expected) {
+			e = d.Expected[i]
+		}
+		// Exact decimal arithmetic: a float's rounding would make the
+		// same difference of other sums print differently.
+		tr, ok1 := new(big.Rat).SetString(t)
+		er, ok2 := new(big.Rat).SetString(e)
+		if d.Kind == KindDiffers && ok1 && ok2 {
+			b.WriteString("|" + new(big.Rat).Sub(tr, er).RatString())
+		} else {
+			fmt.Fprintf(&b, "|%q~%q", t, e)
+		}
+	}
+	return b.String()
 }
 
 func (c *checker) run(ctx context.Context) (Scope, []Difference, error) {
@@ -183,7 +246,7 @@ func (c *checker) run(ctx context.Context) (Scope, []Difference, error) {
 	} else {
 		tracks := map[string]*track{}
 		for _, d := range first {
-			tracks[keyOf(d.Key)] = &track{last: d, diff: 1}
+			tracks[keyOf(d.Key)] = newTrack(d)
 		}
 		for round := 1; len(tracks) > 0 && round <= c.opts.MaxRounds; round++ {
 			select {
@@ -206,13 +269,16 @@ func (c *checker) run(ctx context.Context) (Scope, []Difference, error) {
 			}
 			for k, t := range tracks {
 				if d, ok := seen[k]; ok {
-					t.last, t.diff, t.same = d, t.diff+1, 0
+					t.differs(d)
 				} else {
-					t.diff, t.same = 0, t.same+1
+					t.matches()
 				}
+				// Rows in flight change from one check to the next; a
+				// real difference stays the same in almost every check.
+				n, d := t.modal()
 				switch {
-				case t.diff >= c.opts.ConfirmRounds:
-					confirmed = append(confirmed, t.last)
+				case t.diff >= c.opts.ConfirmRounds && n >= c.opts.ConfirmRounds-1:
+					confirmed = append(confirmed, d)
 					delete(tracks, k)
 				case t.same >= c.opts.ClearRounds:
 					sc.Transient++
@@ -221,8 +287,12 @@ func (c *checker) run(ctx context.Context) (Scope, []Difference, error) {
 			}
 		}
 		for _, t := range tracks {
-			t.last.Unstable = true
-			confirmed = append(confirmed, t.last)
+			_, d := t.modal()
+			if d.Key == nil {
+				d = t.last
+			}
+			d.Unstable = true
+			confirmed = append(confirmed, d)
 		}
 		if sc.Transient > 0 || len(confirmed) > 0 {
 			c.log.Debug("re-checked differing groups", "first", len(first), "transient", sc.Transient, "confirmed", len(confirmed), "checks", sc.Checks)

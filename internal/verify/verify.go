@@ -15,9 +15,13 @@
 // after) is exact and final. Otherwise only the differing groups are checked
 // again, after a pause, until each is settled: a group that matches in
 // ClearRounds checks in a row was in flight; one that differs in
-// ConfirmRounds checks in a row (or in a quiet check) is a difference. A
-// real difference differs in every check, unless rows in flight happen to
-// cancel it exactly, twice in a row.
+// ConfirmRounds checks in a row, by the same amount in all of them but one
+// (or in a quiet check), is a difference. Rows in flight change from one
+// check to the next, while a real difference stays what it is: a row too
+// many in a sum stays a row too many whatever arrives meanwhile. A group
+// that neither settles nor keeps one difference in MaxRounds checks is
+// reported as an unstable difference. A real difference is missed only if
+// rows in flight cancel it exactly, ClearRounds times in a row.
 package verify
 
 import (
@@ -42,8 +46,8 @@ type Options struct {
 	// ClearRounds: a group matching in that many checks in a row was in
 	// flight [2].
 	ClearRounds int
-	// ConfirmRounds: a group differing in that many checks in a row is a
-	// difference [5].
+	// ConfirmRounds: a group differing in that many checks in a row, by the
+	// same amount in all of them but one, is a difference [5].
 	ConfirmRounds int
 	// MaxRounds bounds the re-checks; a group still unsettled then is
 	// reported as a difference (unstable) [40].
