@@ -52,7 +52,7 @@ func (c *VerifyCmd) Run(a *app, ctx context.Context) error {
 	var failures []string
 	code := 0
 	for _, job := range jobs {
-		rep, err := VerifyJob(ctx, v, st, job)
+		rep, err := v.VerifyJob(ctx, st, job)
 		if err != nil {
 			failures = append(failures, err.Error())
 			code = verifyFailed
@@ -94,24 +94,6 @@ func (c *VerifyCmd) Run(a *app, ctx context.Context) error {
 func exitWith(a *app, code int, err error) error {
 	fmt.Fprintf(a.stderr, "Error: %v\n", err)
 	return exitError{code}
-}
-
-// VerifyJob verifies the live version of job's MV and records the outcome
-// with the job.
-func VerifyJob(ctx context.Context, v *verify.Verifier, st *state.Store, job *state.Job) (*verify.Report, error) {
-	t, err := verify.TargetOf(job)
-	if err != nil {
-		return nil, err
-	}
-	rep, err := v.Verify(ctx, t)
-	if err != nil {
-		return nil, err
-	}
-	sum := state.VerifySummary{At: time.Now(), OK: rep.OK, Version: rep.Version, Groups: rep.Groups, Differences: rep.Count()}
-	if err := st.RecordVerify(ctx, job.ID, sum); err != nil {
-		return nil, err
-	}
-	return rep, nil
 }
 
 // verifyJobs returns the jobs named (name or database.name), or every job.

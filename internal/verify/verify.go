@@ -25,6 +25,7 @@
 package verify
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -100,6 +101,29 @@ func TargetOf(job *state.Job) (*Target, error) {
 		return nil, fmt.Errorf("%w: the spec of %s.%s's live version does not parse: %v", ErrNotVerifiable, job.Database, job.Name, err)
 	}
 	return &Target{Spec: sqlgen.Versioned(s, live), Name: job.Name, Cluster: job.ClusterName, Version: live}, nil
+}
+
+// Recorder records the outcome of a verify with the job (state.Store).
+type Recorder interface {
+	RecordVerify(ctx context.Context, id int64, sum state.VerifySummary) error
+}
+
+// VerifyJob verifies the live version of job's MV and records the outcome
+// with the job: verified_at when it found no difference.
+func (v *Verifier) VerifyJob(ctx context.Context, rec Recorder, job *state.Job) (*Report, error) {
+	t, err := TargetOf(job)
+	if err != nil {
+		return nil, err
+	}
+	rep, err := v.Verify(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	sum := state.VerifySummary{At: time.Now(), OK: rep.OK, Version: rep.Version, Groups: rep.Groups, Differences: rep.Count()}
+	if err := rec.RecordVerify(ctx, job.ID, sum); err != nil {
+		return nil, err
+	}
+	return rep, nil
 }
 
 // The kinds of difference.
