@@ -3,7 +3,10 @@ package sqlgen
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
+
+	chparser "github.com/AfterShip/clickhouse-sql-parser/parser"
 
 	"github.com/shirath/shirath/specs"
 )
@@ -32,6 +35,8 @@ type VerifyShape struct {
 	NotCompared []string
 
 	keyExprs []string // over target columns
+	keyCols  []string // the column each key is, "" for an expression
+	types    map[string]string
 	vals     []verifyValue
 	having   string // over the v aliases: groups the engine drops on merge
 	casts    []string
@@ -126,8 +131,8 @@ func (m MV) Shape() (*VerifyShape, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	sh := &VerifyShape{}
 	types := map[string]string{}
+	sh := &VerifyShape{types: types}
 	for _, c := range s.Columns {
 		typ, err := specs.ParseType(c.Type)
 		if err != nil {
@@ -153,6 +158,11 @@ func (m MV) Shape() (*VerifyShape, error) {
 			}
 			sh.Keys = append(sh.Keys, k)
 			sh.keyExprs = append(sh.keyExprs, k)
+			col := ""
+			if c := referenced(k, s.Columns); len(c) == 1 && (c[k] || c[strings.Trim(k, "`")]) {
+				col = strings.Trim(k, "`")
+			}
+			sh.keyCols = append(sh.keyCols, col)
 			for c := range referenced(k, s.Columns) {
 				keyCols[c] = true
 			}
@@ -242,6 +252,7 @@ func (m MV) Shape() (*VerifyShape, error) {
 			}
 			sh.Keys = append(sh.Keys, c.Name)
 			sh.keyExprs = append(sh.keyExprs, Ident(c.Name))
+			sh.keyCols = append(sh.keyCols, c.Name)
 		}
 		sh.add("rows", "count()", false)
 	default:
@@ -266,12 +277,76 @@ func (sh *VerifyShape) filter(f VerifyFilter) string {
 	if f == nil {
 		return ""
 	}
-	if len(f) == 0 {
-		return " WHERE 0"
-	}
 	keys := make([]string, len(sh.keyExprs))
 	for i, e := range sh.keyExprs {
 		keys[i] = "toString(" + e + ")"
+	}
+	return " WHERE " + inList(keys, f)
+}
+
+// pushdown is the filter of the groups written over the source's rows, for
+// the query's own WHERE: without it every re-check would aggregate the
+// whole source. It is only made when every key is a column whose select
+// item is a grouping expression (or, without GROUP BY, a plain column), so
+// that a row's value is the group's; else "" (the filter over the query's
+// result still applies).
+func (sh *VerifyShape) pushdown(sel *chparser.SelectQuery, f VerifyFilter) string {
+	if f == nil {
+		return ""
+	}
+	var groups []string
+	if sel.GroupBy != nil {
+		if l, ok := sel.GroupBy.Expr.(*chparser.ColumnExprList); ok {
+			for _, g := range l.Items {
+				groups = append(groups, g.String())
+			}
+		} else {
+			groups = append(groups, sel.GroupBy.Expr.String())
+		}
+	}
+	// A WHERE reads a select item's alias before a source column of that
+	// name: an expression naming such an alias would mean another thing
+	// there.
+	aliases := map[string]bool{}
+	for _, it := range sel.SelectItems {
+		if it.Alias != nil && !isColumnRef(it.Expr, it.Alias.Name) {
+			aliases[it.Alias.Name] = true
+		}
+	}
+	keys := make([]string, len(sh.keyCols))
+	for i, col := range sh.keyCols {
+		var item *chparser.SelectItem
+		for _, it := range sel.SelectItems {
+			if out, ok := outputName(it); ok && out == col {
+				item = it
+			}
+		}
+		if col == "" || item == nil || sh.types[col] == "" {
+			return ""
+		}
+		e := item.Expr.String()
+		for _, tok := range identRe.FindAllString(e, -1) {
+			if aliases[strings.Trim(tok, "`")] {
+				return ""
+			}
+		}
+		_, plain := item.Expr.(*chparser.Ident)
+		if sel.GroupBy != nil && !slices.Contains(groups, e) && !slices.Contains(groups, col) {
+			return ""
+		}
+		if sel.GroupBy == nil && !plain {
+			return ""
+		}
+		keys[i] = "toString(CAST(" + e + " AS " + sh.types[col] + "))"
+	}
+	return inList(keys, f)
+}
+
+// inList is (k1, k2) IN (('a', 'b'), ...), or k IN ('a', ...) for one key;
+// 0 for no group.
+func inList(keys []string, f VerifyFilter) string {
+	if len(f) == 0 {
+		return "0"
 	}
 	tuples := make([]string, len(f))
 	for i, g := range f {
@@ -289,7 +364,7 @@ func (sh *VerifyShape) filter(f VerifyFilter) string {
 	if len(keys) > 1 {
 		lhs = "(" + strings.Join(keys, ", ") + ")"
 	}
-	return " WHERE " + lhs + " IN (" + strings.Join(tuples, ", ") + ")"
+	return lhs + " IN (" + strings.Join(tuples, ", ") + ")"
 }
 
 // merged groups rows of from by the key, merging the values as the engine
@@ -321,7 +396,7 @@ func (sh *VerifyShape) merged(from, where string) string {
 //
 // How many groups differ in all is the query's rows_before_limit.
 func (m MV) VerifyQuery(sh *VerifyShape, filter VerifyFilter, limit int) (string, error) {
-	q, err := m.Query(Range{})
+	q, err := m.query(Range{}, func(sel *chparser.SelectQuery) string { return sh.pushdown(sel, filter) })
 	if err != nil {
 		return "", err
 	}
