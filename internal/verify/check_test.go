@@ -1,6 +1,12 @@
 package verify
 
-import "testing"
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/shirath/shirath/state"
+)
 
 // TestSignature: the signature of a difference is the exact difference of
 // numeric values, so that a planted row reads the same while rows keep
@@ -33,5 +39,34 @@ func TestSignature(t *testing.T) {
 	tr.matches()
 	if n, _ := tr.modal(); n != 0 || tr.diff != 0 || tr.same != 1 {
 		t.Fatalf("after a match: modal %d, diff %d, same %d", n, tr.diff, tr.same)
+	}
+}
+
+// TestTargetOf: verify reads the live version's physical tables, from the
+// spec readers see: the job's own once completed, the previous one while a
+// change builds the next version; a backfill not completed is refused.
+func TestTargetOf(t *testing.T) {
+	spec := func(q string) []byte {
+		return []byte(`{"name": "m", "database": "shop", "source_table": "products", "engine": "SummingMergeTree()",
+			"order_by": ["category"], "columns": [{"name": "category", "type": "String"}, {"name": "cnt", "type": "UInt64"}],
+			"select_query": "SELECT category, count() AS cnt FROM {source_table} ` + q + `GROUP BY category"}`)
+	}
+	old, next := spec(""), spec("WHERE id > 0 ")
+
+	tg, err := TargetOf(&state.Job{Name: "m", Database: "shop", Status: state.StatusCompleted, Config: old, Version: 1, LiveVersion: 1})
+	if err != nil || tg.Spec.TargetTable != "m_data" || tg.Version != 1 {
+		t.Fatalf("version 1: %+v, %v", tg, err)
+	}
+	tg, err = TargetOf(&state.Job{Name: "m", Database: "shop", Status: state.StatusCompleted, Config: next, Version: 3, LiveVersion: 3})
+	if err != nil || tg.Spec.TargetTable != "m_data__v3" || tg.Version != 3 || tg.Name != "m" {
+		t.Fatalf("version 3: %+v, %v", tg, err)
+	}
+	tg, err = TargetOf(&state.Job{Name: "m", Database: "shop", Status: state.StatusBackfilling, Config: next, PreviousConfig: old, Version: 3, LiveVersion: 2})
+	if err != nil || tg.Spec.TargetTable != "m_data__v2" || strings.Contains(tg.Spec.SelectQuery, "id > 0") {
+		t.Fatalf("a change building version 3 over live version 2: %+v, %v", tg, err)
+	}
+	_, err = TargetOf(&state.Job{Name: "m", Database: "shop", Status: state.StatusBackfilling, Config: old, Version: 1, LiveVersion: 1})
+	if !errors.Is(err, ErrNotVerifiable) || !strings.Contains(err.Error(), "backfilling") {
+		t.Fatalf("a backfill in progress: %v, want ErrNotVerifiable", err)
 	}
 }
