@@ -445,15 +445,26 @@ func (sh *VerifyShape) Columns() int { return len(sh.keyExprs) + 2 + 2*len(sh.va
 // INSERT (or replicated fetch) raises and merges leave alone: the sum over
 // partitions of the highest block number of the active parts. Equal marks
 // before and after a check, with no INSERT running at either end, mean no
-// row was in flight during it.
-func (m MV) VerifyMarks() string {
+// row was in flight during it. With replicated tables, what their
+// replication queues hold is in flight too.
+func (m MV) VerifyMarks(replicated bool) string {
 	blocks := func(tag, table string) string {
 		return "SELECT concat('" + tag + " ', toString(sum(b))) FROM (SELECT max(max_block_number) AS b FROM system.parts WHERE database = " +
 			quoteString(m.Spec.Database) + " AND table = " + quoteString(table) + " AND active GROUP BY partition_id)"
 	}
-	return blocks("source", m.Spec.SourceTable) + " UNION ALL " + blocks("target", m.Spec.TargetTable) +
+	q := blocks("source", m.Spec.SourceTable) + " UNION ALL " + blocks("target", m.Spec.TargetTable) +
 		" UNION ALL SELECT concat('inserts ', toString(count())) FROM system.processes" +
 		" WHERE positionCaseInsensitive(query, 'insert') > 0 AND positionCaseInsensitive(query, 'system.processes') = 0"
+	if replicated {
+		q += " UNION ALL SELECT concat('queue ', toString(count())) FROM system.replication_queue WHERE database = " +
+			quoteString(m.Spec.Database) + " AND table IN (" + quoteString(m.Spec.SourceTable) + ", " + quoteString(m.Spec.TargetTable) + ")"
+	}
+	return q
+}
+
+// SyncReplica makes a replica fetch what its replication queue knows of.
+func (m MV) SyncReplica(table string) string {
+	return "SYSTEM SYNC REPLICA " + m.table(table)
 }
 
 // VerifyTables reads the engines of the source and the target on a node,

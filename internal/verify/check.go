@@ -66,7 +66,7 @@ func (v *Verifier) Verify(ctx context.Context, t *Target) (*Report, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := &checker{n: n, mv: mv, sh: sh, opts: opts, log: log.With("node", n.Addr, "shard", n.Shard)}
+			c := &checker{n: n.Node, replicated: n.replicated, mv: mv, sh: sh, opts: opts, log: log.With("node", n.Addr, "shard", n.Shard)}
 			scopes[i], diffs[i], errs[i] = c.run(ctx)
 		}()
 	}
@@ -104,8 +104,8 @@ func (v *Verifier) Verify(ctx context.Context, t *Target) (*Report, error) {
 // one answering replica per shard when the source replicates (a replica
 // holds its shard's source and target), else every node (each holds its
 // own). It checks that the source and the target exist there.
-func scopeNodes(ctx context.Context, topo *planner.Topology, mv sqlgen.MV) ([]*planner.Node, error) {
-	var out []*planner.Node
+func scopeNodes(ctx context.Context, topo *planner.Topology, mv sqlgen.MV) ([]scope, error) {
+	var out []scope
 	for _, shard := range topo.Shards() {
 		var up []*planner.Node
 		var down []string
@@ -134,24 +134,33 @@ func scopeNodes(ctx context.Context, topo *planner.Topology, mv sqlgen.MV) ([]*p
 			}
 		}
 		if topo.Cluster == "" || strings.HasPrefix(engines[mv.Spec.SourceTable], "Replicated") {
-			out = append(out, up[0])
+			out = append(out, scope{Node: up[0], replicated: strings.HasPrefix(engines[mv.Spec.TargetTable], "Replicated")})
 			continue
 		}
 		if len(down) > 0 {
 			return nil, fmt.Errorf("%w: the source does not replicate, so every node holds its own rows, and %s does not answer", ErrNotVerifiable, strings.Join(down, ", "))
 		}
-		out = append(out, up...)
+		for _, n := range up {
+			out = append(out, scope{Node: n})
+		}
 	}
 	return out, nil
 }
 
+// scope is a node to compare on; replicated when its target replicates.
+type scope struct {
+	*planner.Node
+	replicated bool
+}
+
 // checker verifies one scope.
 type checker struct {
-	n    *planner.Node
-	mv   sqlgen.MV
-	sh   *sqlgen.VerifyShape
-	opts Options
-	log  hclog.Logger
+	n          *planner.Node
+	replicated bool
+	mv         sqlgen.MV
+	sh         *sqlgen.VerifyShape
+	opts       Options
+	log        hclog.Logger
 }
 
 // track is what is known of one differing group across checks.
@@ -224,6 +233,14 @@ func signature(d Difference) string {
 
 func (c *checker) run(ctx context.Context) (Scope, []Difference, error) {
 	sc := Scope{Shard: c.n.Shard, Node: c.n.Addr}
+	if c.replicated {
+		// A replica compares what it holds: let it fetch what it lags.
+		for _, t := range []string{c.mv.Spec.SourceTable, c.mv.Spec.TargetTable} {
+			if err := c.n.Conn.Exec(ctx, c.mv.SyncReplica(t)); err != nil {
+				return sc, nil, fmt.Errorf("sync replica %s: %w", t, err)
+			}
+		}
+	}
 	before, err := c.marks(ctx)
 	if err != nil {
 		return sc, nil, err
@@ -373,10 +390,11 @@ func (c *checker) check(ctx context.Context, filter sqlgen.VerifyFilter) ([]Diff
 type marks struct {
 	tables  string
 	inserts bool
+	queued  bool // a replication queue holds entries
 }
 
 func (c *checker) marks(ctx context.Context) (marks, error) {
-	lines, err := chclient.Strings(ctx, c.n.Conn, c.mv.VerifyMarks())
+	lines, err := chclient.Strings(ctx, c.n.Conn, c.mv.VerifyMarks(c.replicated))
 	if err != nil {
 		return marks{}, fmt.Errorf("read block numbers: %w", err)
 	}
@@ -388,6 +406,10 @@ func (c *checker) marks(ctx context.Context) (marks, error) {
 			m.inserts = n != "0"
 			continue
 		}
+		if n, ok := strings.CutPrefix(l, "queue "); ok {
+			m.queued = n != "0"
+			continue
+		}
 		tables = append(tables, l)
 	}
 	m.tables = strings.Join(tables, ";")
@@ -395,7 +417,7 @@ func (c *checker) marks(ctx context.Context) (marks, error) {
 }
 
 func (m marks) quiet(after marks) bool {
-	return !m.inserts && !after.inserts && m.tables == after.tables
+	return !m.inserts && !after.inserts && !m.queued && !after.queued && m.tables == after.tables
 }
 
 func queryID() string {
