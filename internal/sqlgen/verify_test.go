@@ -108,7 +108,9 @@ func TestVerifyShapeRefuses(t *testing.T) {
 }
 
 // TestVerifyQueryGolden: the comparison of the running example, whole and
-// restricted to two groups, as testdata/verify_*.sql hold it.
+// restricted to two groups, as testdata/verify/*.sql hold it. (Not among
+// testdata/*.sql, which TestGoldenOnServers runs: the e2e verify tests run
+// this generator's output on both single nodes and the cluster.)
 func TestVerifyQueryGolden(t *testing.T) {
 	m := MV{Spec: productsSpec()}
 	sh, err := m.Shape()
@@ -123,8 +125,8 @@ func TestVerifyQueryGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, got := range map[string]string{"verify_full": full, "verify_filtered": some, "verify_groups": m.VerifyGroups(sh)} {
-		path := filepath.Join("testdata", name+".sql")
+	for name, got := range map[string]string{"full": full, "filtered": some, "groups": m.VerifyGroups(sh)} {
+		path := filepath.Join("testdata", "verify", name+".sql")
 		if *update {
 			if err := os.WriteFile(path, []byte(got+"\n"), 0o644); err != nil {
 				t.Fatal(err)
