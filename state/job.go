@@ -85,11 +85,27 @@ type Job struct {
 	PreviousConfig json.RawMessage
 	SwitchedAt     *time.Time
 
+	// VerifiedAt is when the last verify that found no difference ended;
+	// LastVerify the summary of the last verify, passed or not. Only
+	// RecordVerify writes them.
+	VerifiedAt *time.Time
+	LastVerify *VerifySummary
+
 	ErrorMessage string
 	InsertedAt   time.Time
 	UpdatedAt    time.Time
 
 	Shards []ShardProgress // loaded with the job, ordered by shard and replica
+}
+
+// VerifySummary is what the job store keeps of a verify.
+type VerifySummary struct {
+	At time.Time `json:"at"`
+	OK bool      `json:"ok"`
+	// Version is the version of the MV that was verified.
+	Version     int    `json:"version"`
+	Groups      uint64 `json:"groups"`
+	Differences int    `json:"differences"`
 }
 
 // AppliedObject is what the executor applied for one object: the SQL shirath
@@ -172,10 +188,14 @@ type JobView struct {
 	UpdatedAt       string   `json:"updated_at"`
 	// Version is the version being built (or live), LiveVersion the one
 	// readers see; SwitchedAt when readers were last switched by a change.
-	Version     int         `json:"version"`
-	LiveVersion int         `json:"live_version"`
-	SwitchedAt  *string     `json:"switched_at"`
-	Shards      []ShardView `json:"shards"`
+	Version     int     `json:"version"`
+	LiveVersion int     `json:"live_version"`
+	SwitchedAt  *string `json:"switched_at"`
+	// VerifiedAt is when a verify last found no difference; LastVerify
+	// the summary of the last verify.
+	VerifiedAt *string        `json:"verified_at"`
+	LastVerify *VerifySummary `json:"last_verify"`
+	Shards     []ShardView    `json:"shards"`
 }
 
 // ShardView is the REST view of one shard's backfill progress.
@@ -217,6 +237,15 @@ func (j Job) MarshalJSON() ([]byte, error) {
 	if j.SwitchedAt != nil {
 		at := rfc3339(*j.SwitchedAt)
 		v.SwitchedAt = &at
+	}
+	if j.VerifiedAt != nil {
+		at := rfc3339(*j.VerifiedAt)
+		v.VerifiedAt = &at
+	}
+	if j.LastVerify != nil {
+		lv := *j.LastVerify
+		lv.At = lv.At.UTC().Truncate(time.Second)
+		v.LastVerify = &lv
 	}
 	if v.Nodes == nil {
 		v.Nodes = []string{}

@@ -14,7 +14,7 @@ import (
 const jobColumns = `id, name, database, source_table, target_table, status, cluster_name, nodes,
 	cutoff_id, total_rows, processed_rows, last_processed_id, config, spec_hash, applied,
 	fence_verified, error_message, inserted_at, updated_at, deployment,
-	version, live_version, previous_config, switched_at`
+	version, live_version, previous_config, switched_at, verified_at, last_verify`
 
 const shardColumns = `job_id, shard, replica, status, total_rows, processed_rows, last_processed_id,
 	inflight_lo, inflight_hi, inflight_query_id, error_message, updated_at`
@@ -187,6 +187,22 @@ func (s *Store) UpdateJob(ctx context.Context, j *Job) error {
 	return nil
 }
 
+// RecordVerify records the outcome of a verify of job id: always as its
+// last verify, and as its verified_at when it found no difference. It
+// touches nothing else, so that it cannot undo an apply's progress.
+func (s *Store) RecordVerify(ctx context.Context, id int64, sum VerifySummary) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE mv_jobs SET last_verify = $2,
+			verified_at = CASE WHEN $3 THEN $4::timestamptz ELSE verified_at END
+		WHERE id = $1`, id, sum, sum.OK, sum.At)
+	if err != nil {
+		return fmt.Errorf("record verify of job %d: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("record verify of job %d: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
 // DeleteJob deletes the job and its shards, or returns ErrNotFound.
 func (s *Store) DeleteJob(ctx context.Context, id int64) error {
 	tag, err := s.pool.Exec(ctx, `DELETE FROM mv_jobs WHERE id = $1`, id)
@@ -244,7 +260,7 @@ func scanJob(row pgx.Row) (*Job, error) {
 	err := row.Scan(&j.ID, &j.Name, &j.Database, &j.SourceTable, &j.TargetTable, &status, &cluster, &j.Nodes,
 		&j.CutoffID, &j.TotalRows, &j.ProcessedRows, &j.LastProcessedID, &j.Config, &j.SpecHash, &j.Applied,
 		&j.FenceVerified, &errMsg, &inserted, &updated, &j.Deployment,
-		&j.Version, &j.LiveVersion, &j.PreviousConfig, &j.SwitchedAt)
+		&j.Version, &j.LiveVersion, &j.PreviousConfig, &j.SwitchedAt, &j.VerifiedAt, &j.LastVerify)
 	if err != nil {
 		return nil, err
 	}

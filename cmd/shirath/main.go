@@ -40,6 +40,7 @@ type CLI struct {
 	Validate ValidateCmd `cmd:"" help:"Validate spec files."`
 	Migrate  MigrateCmd  `cmd:"" help:"Apply the job store's migrations."`
 	Status   StatusCmd   `cmd:"" help:"Show MV jobs and their progress."`
+	Verify   VerifyCmd   `cmd:"" help:"Compare each MV's target with its query over the whole source (exit 0: all match, 1: a difference, 2: an error)."`
 	Serve    ServeCmd    `cmd:"" help:"Run the reconcile loop and the REST API."`
 	MV       MVCmd       `cmd:"" name:"mv" help:"Create, list, inspect, backfill and drop MVs, directly or through a running server."`
 }

@@ -480,6 +480,7 @@ func renderMV(w io.Writer, mv *server.MV) {
 	fmt.Fprintf(tw, "Spec:\t%s\n", str(mv.Origin))
 	fmt.Fprintf(tw, "Created:\t%s\n", mv.CreatedAt)
 	fmt.Fprintf(tw, "Updated:\t%s\n", mv.UpdatedAt)
+	fmt.Fprintf(tw, "Verified:\t%s\n", verifiedLine(mv.VerifiedAt, mv.LastVerify))
 	if mv.Reconcile != nil {
 		r := mv.Reconcile
 		line := r.State + " (" + r.Reason + ")"

@@ -347,6 +347,14 @@ func renderStatus(w io.Writer, jobs []*state.Job, detail bool) {
 		if j.ErrorMessage != "" {
 			fmt.Fprintf(w, "\n%s.%s: %s\n", j.Database, j.Name, j.ErrorMessage)
 		}
+		if j.VerifiedAt != nil || j.LastVerify != nil {
+			var at *string
+			if j.VerifiedAt != nil {
+				s := j.VerifiedAt.UTC().Format(time.RFC3339)
+				at = &s
+			}
+			fmt.Fprintf(w, "\n%s.%s verified: %s\n", j.Database, j.Name, verifiedLine(at, j.LastVerify))
+		}
 		if len(j.Shards) == 0 {
 			continue
 		}

@@ -333,10 +333,12 @@ func statusJobs() []*state.Job {
 		{
 			ID: 1, Name: "products_by_category", Database: "shop", Status: state.StatusCompleted,
 			CutoffID: i64(120000), TotalRows: 118000, ProcessedRows: 117500, UpdatedAt: when,
+			VerifiedAt: &when, LastVerify: &state.VerifySummary{At: when, OK: true, Version: 1, Groups: 97},
 		},
 		{
 			ID: 2, Name: "orders_daily", Database: "shop", Status: state.StatusBackfilling, ClusterName: "shop_cluster",
 			CutoffID: i64(5000000), LastProcessedID: i64(2500000), TotalRows: 4000000, ProcessedRows: 1234567, UpdatedAt: when.Add(90 * time.Second),
+			LastVerify: &state.VerifySummary{At: when, OK: false, Version: 2, Groups: 10, Differences: 3},
 			Shards: []state.ShardProgress{
 				{Shard: 1, Replica: "ch1:9000", Status: state.StatusCompleted, TotalRows: 2000000, ProcessedRows: 2000000, LastProcessedID: i64(5000000)},
 				{Shard: 2, Replica: "ch3:9000", Status: state.StatusBackfilling, TotalRows: 2000000, ProcessedRows: 1000, LastProcessedID: i64(1500)},
@@ -378,6 +380,8 @@ func TestRenderStatus(t *testing.T) {
 		"(any)",                // a shard not yet given a replica
 		"\nanalytics.returns: shard 2: batch (1000, 2000]",
 		"\nshop.orders_daily shards:\nSHARD  REPLICA", // whose shards, when a name matches several jobs
+		"\nshop.products_by_category verified: 2024-03-09T13:05:07Z\n",
+		"\nshop.orders_daily verified: never; the last verify (2024-03-09T13:05:07Z, version 2) found 3 differences\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)

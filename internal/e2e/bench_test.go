@@ -58,7 +58,7 @@ select_query: "SELECT category, count() as cnt, sum(price) as total_price FROM {
 // output is timed, apply-s is the whole command); fixed10k, the original
 // design's batches of 10,000 keys, each the statement shirath would send.
 func BenchmarkBackfillSorted(b *testing.B) {
-	w := newBench(b, "id")
+	w := newBench(b, "id", benchRows)
 	var base, adaptive, apply, fixed time.Duration
 	var batches int
 	for i := 0; i < b.N; i++ {
@@ -91,7 +91,7 @@ func BenchmarkBackfillSorted(b *testing.B) {
 // notice and backfill in one pass (single-pass); batches20 shows what
 // key-range batches would cost there.
 func BenchmarkBackfillUnsorted(b *testing.B) {
-	w := newBench(b, "(category, id)")
+	w := newBench(b, "(category, id)", benchRows)
 	var base, single, apply, ranged time.Duration
 	for i := 0; i < b.N; i++ {
 		w.sideBySide(
@@ -159,14 +159,14 @@ type bench struct {
 	want sourceDigest // the aggregate every target must hold
 }
 
-func newBench(b *testing.B, sourceOrder string) *bench {
+func newBench(b *testing.B, sourceOrder string, rows int) *bench {
 	env := testenv.Load(b)
 	// The 18.16 node: the baselines below were measured there.
 	s := env.Singles(b)[0]
 	conn, db := s.DB(b)
 	w := &bench{b: b, ch: conn, db: db, pg: env.PostgresDB(b), addr: s.Addr, dir: b.TempDir(), bin: benchBinary(b)}
 	w.exec("CREATE TABLE %s.products (id UInt64, category String, price Decimal(18,2), created_at DateTime) ENGINE = MergeTree() ORDER BY %s", db, sourceOrder)
-	w.exec("INSERT INTO %s.products SELECT number + 1, concat('cat', toString(number %% %d)), toDecimal64(number %% 1000, 2) / 10, toDateTime('2024-01-01 00:00:00') + number FROM numbers(%d)", db, benchCategories, benchRows)
+	w.exec("INSERT INTO %s.products SELECT number + 1, concat('cat', toString(number %% %d)), toDecimal64(number %% 1000, 2) / 10, toDateTime('2024-01-01 00:00:00') + number FROM numbers(%d)", db, benchCategories, rows)
 	// One part: no background merge of the source runs during the timings.
 	w.exec("OPTIMIZE TABLE %s.products FINAL", db)
 	if err := conn.QueryRow(context.Background(), fmt.Sprintf("SELECT toInt64(max(id)) FROM %s.products", db)).Scan(&w.top); err != nil {
@@ -175,8 +175,8 @@ func newBench(b *testing.B, sourceOrder string) *bench {
 	w.mv = w.sqlMV()
 	// Also reads the whole source once, so that no method pays for a cold cache.
 	w.want = w.digest(fmt.Sprintf("SELECT category, count() AS c, sum(price) AS s FROM %s.products GROUP BY category", db))
-	if w.want.groups != benchCategories || w.want.rows != benchRows {
-		b.Fatalf("source: %d categories and %d rows, want %d and %d", w.want.groups, w.want.rows, benchCategories, benchRows)
+	if w.want.groups != benchCategories || w.want.rows != uint64(rows) {
+		b.Fatalf("source: %d categories and %d rows, want %d and %d", w.want.groups, w.want.rows, benchCategories, rows)
 	}
 	return w
 }

@@ -105,6 +105,7 @@ func (s *Server) routes() (*http.ServeMux, []string) {
 	mux.Handle("GET /api/mv/{name}", s.handle(s.getMV))
 	mux.Handle("DELETE /api/mv/{name}", s.handle(s.deleteMV))
 	mux.Handle("POST /api/mv/{name}/backfill", s.handle(s.backfillMV))
+	mux.Handle("POST /api/mv/{name}/verify", s.handle(s.verifyMV))
 	mux.Handle("GET /api/plan", s.handle(s.getPlan))
 	mux.Handle("GET /healthz", s.handle(s.healthz))
 	mux.Handle("GET /readyz", s.handle(s.readyz))

@@ -46,6 +46,9 @@ func (downStore) GetSpec(context.Context, string, string) (*state.SpecRecord, er
 }
 func (downStore) ListSpecs(context.Context) ([]*state.SpecRecord, error) { return nil, errDown }
 func (downStore) DeleteSpec(context.Context, string, string) error       { return errDown }
+func (downStore) RecordVerify(context.Context, int64, state.VerifySummary) error {
+	return errDown
+}
 
 const validSpec = `{"name": "by_cat", "source_table": "products", "engine": "SummingMergeTree()",
   "order_by": ["category"], "columns": [{"name": "category", "type": "String"}, {"name": "cnt", "type": "UInt64"}],

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/shirath/shirath/internal/chclient"
+	"github.com/shirath/shirath/internal/verify"
 	"github.com/shirath/shirath/state"
 )
 
@@ -128,6 +129,19 @@ func (c *Client) Backfill(ctx context.Context, key string, restart bool) (*MV, e
 		return nil, err
 	}
 	return &a.Job, nil
+}
+
+// Verify compares the MV's target with its query over the whole source
+// and returns the report and the MV as it stands after it.
+func (c *Client) Verify(ctx context.Context, key string) (*verify.Report, *MV, error) {
+	var a struct {
+		Report verify.Report `json:"report"`
+		Job    MV            `json:"job"`
+	}
+	if _, err := c.Do(ctx, http.MethodPost, "/api/mv/"+url.PathEscape(key)+"/verify", nil, &a); err != nil {
+		return nil, nil, err
+	}
+	return &a.Report, &a.Job, nil
 }
 
 // Delete drops an MV.

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/shirath/shirath/internal/openapi"
+	"github.com/shirath/shirath/internal/verify"
 	"github.com/shirath/shirath/planner"
 	"github.com/shirath/shirath/specs"
 	"github.com/shirath/shirath/state"
@@ -223,6 +224,10 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		{"PlanSummary", planner.JSONSummary{}, true},
 		{"ResourceChange", planner.ResourceChange{}, true},
 		{"Step", planner.Step{}, true},
+		{"VerifySummary", state.VerifySummary{}, true},
+		{"VerifyReport", verify.Report{}, true},
+		{"VerifyScope", verify.Scope{}, true},
+		{"VerifyDifference", verify.Difference{}, true},
 	} {
 		sch, ok := doc.Components.Schemas[tc.schema]
 		if !ok {

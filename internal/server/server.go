@@ -42,6 +42,7 @@ type Store interface {
 	GetSpec(ctx context.Context, database, name string) (*state.SpecRecord, error)
 	ListSpecs(ctx context.Context) ([]*state.SpecRecord, error)
 	DeleteSpec(ctx context.Context, database, name string) error
+	RecordVerify(ctx context.Context, id int64, sum state.VerifySummary) error
 }
 
 // Config configures a Server. Zero durations take the defaults in brackets.

@@ -29,7 +29,11 @@ const sourceSentinel = "shirath_sqlgen_source_table_sentinel"
 // would then let every row through. The key column must therefore be visible
 // in the outer query (a column of the source, or of a FROM subquery that
 // selects it).
-func (m MV) Query(r Range) (string, error) {
+func (m MV) Query(r Range) (string, error) { return m.query(r, nil) }
+
+// query is Query with, when where is given, the condition it makes from the
+// parsed query AND-ed into the outer WHERE as well ("" for none).
+func (m MV) query(r Range, where func(*chparser.SelectQuery) string) (string, error) {
 	if err := m.check(); err != nil {
 		return "", err
 	}
@@ -47,6 +51,9 @@ func (m MV) Query(r Range) (string, error) {
 		return "", err
 	}
 	addFilter(sel, m.Spec.Backfill.KeyColumn, r)
+	if where != nil {
+		andWhere(sel, where(sel))
+	}
 	printed := sel.String()
 	// "db.{source_table}" would print as db.`db`.`source`: the placeholder
 	// already is a qualified name.
@@ -212,10 +219,14 @@ func addFilter(sel *chparser.SelectQuery, key string, r Range) {
 	if r.UpTo != nil {
 		conds = append(conds, Ident(key)+" <= "+strconv.FormatInt(*r.UpTo, 10))
 	}
-	if len(conds) == 0 {
+	andWhere(sel, strings.Join(conds, " AND "))
+}
+
+// andWhere AND-s cond ("" for none) into the outer WHERE.
+func andWhere(sel *chparser.SelectQuery, cond string) {
+	if cond == "" {
 		return
 	}
-	cond := strings.Join(conds, " AND ")
 	if sel.Where != nil {
 		cond = "(" + sel.Where.Expr.String() + ") AND " + cond
 	}

@@ -1,0 +1,1 @@
+SELECT toString(count()) FROM (SELECT category AS shirath_k1, sum(`cnt`) AS shirath_v1, sum(`total_price`) AS shirath_v2 FROM `shop`.`category_totals` GROUP BY shirath_k1 HAVING NOT (shirath_v1 = 0 AND shirath_v2 = 0))
