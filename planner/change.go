@@ -152,11 +152,16 @@ func exchangeEverywhere(live *Live) bool {
 }
 
 // readersOf lists the live MVs, other than this MV's own versions, whose
-// query reads the target by its readers' name.
+// query reads the target by its readers' name. job is nil for an MV being
+// adopted.
 func readersOf(live *Live, s *specs.Spec, job *state.Job) []string {
 	re := regexp.MustCompile(`(?i)\bFROM\s+` + "`?" + regexp.QuoteMeta(s.Database) + "`?" + `\.` + "`?" + regexp.QuoteMeta(s.TargetTable) + "`?" + `(\s|$|\))`)
 	own := map[string]bool{}
-	for v := 1; v <= max(job.Version, 1); v++ {
+	versions := 1
+	if job != nil {
+		versions = max(job.Version, 1)
+	}
+	for v := 1; v <= versions; v++ {
 		own[sqlgen.VersionedName(s.Name, v)] = true
 	}
 	seen := map[string]bool{}

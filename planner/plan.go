@@ -22,10 +22,11 @@ const (
 	Replace        // drop everything and build again (delete then create)
 	Delete         // drop the MV, its tables and its job
 	Change         // the spec changed: shown, not yet applicable
+	Adopt          // live objects at the spec's names, without a job: recorded (and changed if they differ)
 )
 
 var actionNames = map[Action]string{
-	NoOp: "no-op", Create: "create", Update: "update", Replace: "replace", Delete: "delete", Change: "change",
+	NoOp: "no-op", Create: "create", Update: "update", Replace: "replace", Delete: "delete", Change: "change", Adopt: "adopt",
 }
 
 func (a Action) String() string { return actionNames[a] }
@@ -41,6 +42,8 @@ func (a Action) Symbol() string {
 		return "-/+"
 	case Delete:
 		return "-"
+	case Adopt:
+		return "<="
 	}
 	return " "
 }
@@ -77,6 +80,7 @@ const (
 	StepSwitch            StepKind = "switch"
 	StepDropOld           StepKind = "drop_old_version"
 	StepModifyQuery       StepKind = "modify_query"
+	StepAdopt             StepKind = "adopt"
 )
 
 // The strategies of a Change (ResourceChange.Strategy).
@@ -132,6 +136,9 @@ type ResourceChange struct {
 	// TargetEngine is the engine clause the target is created with (the
 	// spec's, or its Replicated form over a replicated source).
 	TargetEngine string `json:"target_engine,omitempty"`
+	// LiveSpec describes the live objects an Adopt change adopts: the job
+	// records it as version 1 (the spec itself when they match).
+	LiveSpec *specs.Spec `json:"live_spec,omitempty"`
 }
 
 // MV is the SQL generator of the version the change works on.
@@ -156,7 +163,7 @@ type Plan struct {
 }
 
 // Summary counts changes by kind.
-type Summary struct{ Create, Change, Destroy, Blocked int }
+type Summary struct{ Adopt, Create, Change, Destroy, Blocked int }
 
 func (p *Plan) Summary() Summary {
 	var s Summary
@@ -171,6 +178,11 @@ func (p *Plan) Summary() Summary {
 			s.Destroy++
 		case Delete:
 			s.Destroy++
+		case Adopt:
+			s.Adopt++
+			if c.Strategy != "" {
+				s.Change++
+			}
 		}
 		if c.Blocked != "" {
 			s.Blocked++

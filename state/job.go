@@ -84,6 +84,10 @@ type Job struct {
 	// the first change); SwitchedAt when readers were switched to it.
 	PreviousConfig json.RawMessage
 	SwitchedAt     *time.Time
+	// AdoptedAt is when shirath adopted the MV: it existed before shirath
+	// managed it, and its job was recorded without DDL or backfill. nil for
+	// an MV shirath created.
+	AdoptedAt *time.Time
 
 	ErrorMessage string
 	InsertedAt   time.Time
@@ -124,6 +128,14 @@ type ShardProgress struct {
 // Changing reports whether a change builds a new version beside the live
 // one.
 func (j *Job) Changing() bool { return j.Version > j.LiveVersion }
+
+// DataNotVerified reports whether readers see the data of an adopted
+// version that shirath did not write: version 1 of an adopted MV, until a
+// verify passes after the adoption (or a change replaces that version with
+// one shirath built and backfilled).
+func (j *Job) DataNotVerified() bool {
+	return j.AdoptedAt != nil && max(j.LiveVersion, 1) == 1
+}
 
 // ProgressPercent is the backfill progress, rounded to 0.1: 100 once the job
 // is completed (whatever the counts say), 0 while nothing is known to copy.
@@ -172,10 +184,15 @@ type JobView struct {
 	UpdatedAt       string   `json:"updated_at"`
 	// Version is the version being built (or live), LiveVersion the one
 	// readers see; SwitchedAt when readers were last switched by a change.
-	Version     int         `json:"version"`
-	LiveVersion int         `json:"live_version"`
-	SwitchedAt  *string     `json:"switched_at"`
-	Shards      []ShardView `json:"shards"`
+	Version     int     `json:"version"`
+	LiveVersion int     `json:"live_version"`
+	SwitchedAt  *string `json:"switched_at"`
+	// AdoptedAt is when the MV was adopted (null for one shirath created);
+	// DataNotVerified is true while readers see adopted data that no
+	// verify has checked.
+	AdoptedAt       *string     `json:"adopted_at"`
+	DataNotVerified bool        `json:"data_not_verified"`
+	Shards          []ShardView `json:"shards"`
 }
 
 // ShardView is the REST view of one shard's backfill progress.
@@ -213,6 +230,11 @@ func (j Job) MarshalJSON() ([]byte, error) {
 		Version:         max(j.Version, 1),
 		LiveVersion:     max(j.LiveVersion, 1),
 		Shards:          make([]ShardView, 0, len(j.Shards)),
+		DataNotVerified: j.DataNotVerified(),
+	}
+	if j.AdoptedAt != nil {
+		at := rfc3339(*j.AdoptedAt)
+		v.AdoptedAt = &at
 	}
 	if j.SwitchedAt != nil {
 		at := rfc3339(*j.SwitchedAt)

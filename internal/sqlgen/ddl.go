@@ -123,7 +123,13 @@ func keyExpr(what, e string) (string, error) {
 // CreateMV creates the materialized view writing into the target, fenced so
 // that it only handles rows with key > fence; the backfill covers the rest.
 func (m MV) CreateMV(fence int64, onCluster bool) (string, error) {
-	q, err := m.Query(Range{After: &fence})
+	return m.CreateMVOver(Range{After: &fence}, onCluster)
+}
+
+// CreateMVOver creates the materialized view with the key range r in its
+// WHERE; Range{} for none, as an adopted MV (created without shirath) has.
+func (m MV) CreateMVOver(r Range, onCluster bool) (string, error) {
+	q, err := m.Query(r)
 	if err != nil {
 		return "", err
 	}
