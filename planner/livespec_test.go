@@ -122,7 +122,9 @@ func TestAdoptDiffs(t *testing.T) {
 		edit func(*specs.Spec)
 		want string
 	}{
-		{"query", func(s *specs.Spec) { s.SelectQuery = "SELECT category, count() AS cnt, sum(price * 2) AS total_price FROM {source_table} GROUP BY category" }, "the query differs"},
+		{"query", func(s *specs.Spec) {
+			s.SelectQuery = "SELECT category, count() AS cnt, sum(price * 2) AS total_price FROM {source_table} GROUP BY category"
+		}, "the query differs"},
 		{"type", func(s *specs.Spec) { s.Columns[2].Type = "Decimal(18,2)" }, "columns"},
 		{"engine", func(s *specs.Spec) { s.Engine = "AggregatingMergeTree" }, "engine"},
 		{"order", func(s *specs.Spec) { s.OrderBy = []string{"category", "cnt"} }, "ORDER BY"},

@@ -38,6 +38,7 @@ type CLI struct {
 	Plan     PlanCmd     `cmd:"" help:"Show what apply would do."`
 	Apply    ApplyCmd    `cmd:"" help:"Apply specs or a saved plan."`
 	Validate ValidateCmd `cmd:"" help:"Validate spec files."`
+	Import   ImportCmd   `cmd:"" help:"Write spec files for live MVs made without shirath, for plan to adopt."`
 	Migrate  MigrateCmd  `cmd:"" help:"Apply the job store's migrations."`
 	Status   StatusCmd   `cmd:"" help:"Show MV jobs and their progress."`
 	Serve    ServeCmd    `cmd:"" help:"Run the reconcile loop and the REST API."`

@@ -139,6 +139,13 @@ func adoptCount(s planner.Summary) string {
 	return fmt.Sprintf("%d to adopt, ", s.Adopt)
 }
 
+func adoptedCount(s planner.Summary) string {
+	if s.Adopt == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d adopted, ", s.Adopt)
+}
+
 func sortedKeys(m map[string]string) []string {
 	return slices.Sorted(maps.Keys(m))
 }
