@@ -34,6 +34,9 @@ func (r *run) adopt(ctx context.Context) error {
 	// The objects are read back now: they may have gone since the plan.
 	applied := map[string]state.AppliedObject{}
 	gen := sqlgen.MV{Spec: recorded, Cluster: r.c.Cluster}
+	if r.c.Strategy == "" {
+		gen.TargetEngine = r.c.TargetEngine // the spec's, or its Replicated form
+	}
 	for key, name := range map[string]string{"target": recorded.TargetTable, "mv": recorded.Name} {
 		srv, err := r.serverCreateQuery(ctx, name)
 		if err != nil {

@@ -118,6 +118,16 @@ func adoptOne(c *ResourceChange, s *specs.Spec, live *Live) {
 		return
 	}
 	c.Strategy, c.Version = StrategyRebuild, 2
+	if c.TargetEngine != s.Engine {
+		// The Replicated form over a replicated source: version 2 has a
+		// ZooKeeper path of its own.
+		e, err := sqlgen.ReplicatedEngine(s.Engine, sqlgen.ZKPath(db, sqlgen.VersionedName(s.TargetTable, 2)))
+		if err != nil {
+			c.Blocked = err.Error()
+			return
+		}
+		c.TargetEngine = e
+	}
 	c.Reason = fmt.Sprintf("%s.%s exists and differs from the spec (%s): it will be adopted as live version 1, then rebuilt beside as version 2 (%s.%s) and readers switched at once",
 		db, s.Name, strings.Join(diffs, "; "), db, sqlgen.VersionedName(s.TargetTable, 2))
 	if s.ChangeStrategy == specs.ChangeModifyQuery {
