@@ -36,6 +36,7 @@ import (
 func adoptOne(c *ResourceChange, s *specs.Spec, live *Live) {
 	db := s.Database
 	c.Action = Adopt
+	c.Reason = "objects exist at the spec's names and shirath has no job for them"
 	if down := live.Unreachable(); len(down) > 0 {
 		c.Blocked = "nodes do not answer: " + strings.Join(down, "; ") + ": adopting an MV reads it on every node"
 		return
@@ -113,6 +114,7 @@ func adoptOne(c *ResourceChange, s *specs.Spec, live *Live) {
 	}
 	c.Diff = adoptedDiff(first, s, c)
 	if rs := readersOf(live, s, nil); len(rs) > 0 {
+		c.Steps = nil
 		c.Blocked = fmt.Sprintf("it differs from the spec (%s), and %s read %s.%s: a change makes %s a Merge table over the new version, which would stop feeding them. "+
 			"Changing an MV that other MVs read is not supported yet", strings.Join(diffs, "; "), strings.Join(rs, ", "), db, s.TargetTable, s.TargetTable)
 		return

@@ -286,7 +286,7 @@ func TestDiff(t *testing.T) {
 		{
 			name: "target exists without a job",
 			live: live("", up("ch1:9000", 1, sourceTable("MergeTree"), targetTable())),
-			want: want{action: Adopt, reason: "new materialized view",
+			want: want{action: Adopt, reason: "objects exist at the spec's names and shirath has no job for them",
 				blocked: []string{"cannot adopt the objects at its names: shop.products_by_category_data exists without shop.products_by_category. Drop them or choose another name"}},
 		},
 		{
