@@ -14,11 +14,11 @@ import (
 // comments.
 func TestImportedYAML(t *testing.T) {
 	for _, tc := range []struct {
-		name     string
-		spec     specs.Spec
-		want     []string
-		wantNot  []string
-		notes    []string
+		name    string
+		spec    specs.Spec
+		want    []string
+		wantNot []string
+		notes   []string
 	}{
 		{name: "single node, default names",
 			spec: specs.Spec{Name: "by_cat", Database: "shop", SourceTable: "products", TargetTable: "by_cat_data", DistributedTable: "by_cat_dist",
