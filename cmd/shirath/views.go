@@ -105,7 +105,11 @@ func renderHuman(w io.Writer, p *planner.Plan, color bool) {
 			fmt.Fprintf(w, "      note: the query's own types differ from the declared columns; cast %s\n", strings.Join(parts, ", "))
 		}
 		if c.Diff != "" {
-			fmt.Fprintln(w, "      diff (applied -> spec):")
+			if c.Action == planner.Adopt {
+				fmt.Fprintln(w, "      diff (live -> spec):")
+			} else {
+				fmt.Fprintln(w, "      diff (applied -> spec):")
+			}
 			for _, l := range strings.Split(strings.TrimRight(c.Diff, "\n"), "\n") {
 				lc := ""
 				if strings.HasPrefix(l, "- ") {
@@ -246,6 +250,9 @@ func markdownChange(b *strings.Builder, c *planner.ResourceChange) {
 // of a changed MV, or the statements a change will run, all added.
 func markdownDiff(c *planner.ResourceChange) (label, diff string) {
 	if c.Diff != "" {
+		if c.Action == planner.Adopt {
+			return "SQL diff (live → spec)", strings.TrimRight(c.Diff, "\n") + "\n"
+		}
 		return "SQL diff (applied → spec)", strings.TrimRight(c.Diff, "\n") + "\n"
 	}
 	var b strings.Builder
