@@ -99,6 +99,12 @@ func (c *Connector) Import(ctx context.Context, names, all []string) ([]*Importe
 		}
 		if im.Spec.Cluster == "" {
 			im.Spec.DistributedTable = ""
+			for _, cl := range clusters {
+				if down := cl.live.Unreachable(); len(down) > 0 {
+					im.Notes = append(im.Notes, fmt.Sprintf("cluster %s was not checked (%s do not answer): if the MV is on every node of it, set cluster: %s",
+						cl.live.Topology.Cluster, strings.Join(down, "; "), cl.live.Topology.Cluster))
+				}
+			}
 		}
 		src := tables[a.db+"."+lm.Spec.SourceTable]
 		if src == nil || !integerType(src.ColumnType(specs.DefaultKeyColumn)) {
