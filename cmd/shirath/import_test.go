@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/shirath/shirath/internal/server"
 	"github.com/shirath/shirath/planner"
 	"github.com/shirath/shirath/specs"
+	"github.com/shirath/shirath/state"
 )
 
 // TestImportedYAML: a spec written by import reads back as the same spec
@@ -69,5 +72,29 @@ func TestImportRefusals(t *testing.T) {
 	want := "shop.ok: note: no Distributed table\nshop.inner: not imported: shop.inner has no TO target\n"
 	if b.String() != want {
 		t.Fatalf("got\n%s\nwant\n%s", b.String(), want)
+	}
+}
+
+// TestRenderAdopted: status and mv status say that an adopted MV's data is
+// not verified, and stop saying it once a change replaced the adopted
+// version.
+func TestRenderAdopted(t *testing.T) {
+	at := time.Date(2026, 12, 2, 9, 30, 0, 0, time.UTC)
+	job := &state.Job{ID: 4, Name: "by_cat", Database: "shop", Status: state.StatusCompleted, AdoptedAt: &at, Version: 1, LiveVersion: 1, UpdatedAt: at}
+	var b bytes.Buffer
+	renderStatus(&b, []*state.Job{job}, false)
+	if !strings.Contains(b.String(), "completed (adopted, data not verified)") {
+		t.Errorf("status:\n%s", b.String())
+	}
+	b.Reset()
+	renderMV(&b, &server.MV{ID: &job.ID, JobView: state.JobView{Name: "by_cat", Database: "shop", Status: state.StatusCompleted, AdoptedAt: new("2026-12-02T09:30:00Z"), DataNotVerified: true}})
+	if !strings.Contains(b.String(), "Adopted:   2026-12-02T09:30:00Z, data not verified (run shirath verify by_cat)") {
+		t.Errorf("mv status:\n%s", b.String())
+	}
+	job.Version, job.LiveVersion = 2, 2
+	b.Reset()
+	renderStatus(&b, []*state.Job{job}, false)
+	if strings.Contains(b.String(), "not verified") {
+		t.Errorf("status after a change:\n%s", b.String())
 	}
 }
