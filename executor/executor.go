@@ -35,6 +35,7 @@ type Store interface {
 	BeginBatch(ctx context.Context, jobID int64, shard int, replica string, lo, hi int64, queryID string) error
 	CompleteBatch(ctx context.Context, jobID int64, shard int, replica string, hi int64, rows int64) error
 	Lock(ctx context.Context, key, holder string, wait bool, onWait func(holder string, since time.Time)) (func(), error)
+	ListJobs(ctx context.Context) ([]*state.Job, error)
 }
 
 // Sentinel errors; callers use errors.Is.
@@ -133,8 +134,10 @@ func (e *Executor) emit(ev Event) {
 	}
 }
 
-// Apply applies every change of the plan, one MV at a time. A change that
-// fails does not stop the others; the errors are joined.
+// Apply applies every change of the plan, one MV at a time, in the plan's
+// order (upstream MVs of a chain first). A change that fails does not stop
+// the others; the errors are joined. Deferred changes are left to the
+// caller, to plan again once their upstream MVs are complete.
 func (e *Executor) Apply(ctx context.Context, p *planner.Plan) error {
 	e.defaults()
 	var errs []error
@@ -145,6 +148,9 @@ func (e *Executor) Apply(ctx context.Context, p *planner.Plan) error {
 		if c.Blocked != "" {
 			errs = append(errs, fmt.Errorf("%s: %w: %s", c.Address(), ErrBlocked, c.Blocked))
 			continue
+		}
+		if c.Deferred != "" {
+			continue // planned again by the caller once its upstream is complete
 		}
 		if err := e.ApplyChange(ctx, c); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", c.Address(), err))
@@ -199,6 +205,13 @@ func (e *Executor) ApplyChange(ctx context.Context, c *planner.ResourceChange) e
 	case planner.Create, planner.Update:
 		if job != nil && job.SpecHash != specs.Hash(c.Spec) {
 			return fmt.Errorf("%w: the job was created from another version of the spec (plan again)", ErrBlocked)
+		}
+		for _, st := range c.Steps {
+			if st.Kind == planner.StepModifyRefresh {
+				if err := r.modifyRefresh(ctx); err != nil {
+					return err
+				}
+			}
 		}
 		if job != nil {
 			if err := r.recordSpec(ctx); err != nil {
@@ -258,6 +271,8 @@ func (r *run) converge(ctx context.Context) error {
 		switch {
 		case j.Status == state.StatusNeedsAttention:
 			return fmt.Errorf("%w: %s", ErrNeedsAttention, j.ErrorMessage)
+		case !j.FenceVerified && r.c.Spec.Refresh != nil:
+			err = r.createRefreshable(ctx)
 		case !j.FenceVerified:
 			err = r.fence(ctx)
 		case j.Status == state.StatusCompleted && j.Changing():
@@ -267,6 +282,8 @@ func (r *run) converge(ctx context.Context) error {
 			return nil
 		case j.Status == state.StatusOptimizing:
 			err = r.optimize(ctx)
+		case r.c.Spec.Refresh != nil:
+			err = r.firstRefresh(ctx)
 		case r.c.Spec.Backfill.Disabled:
 			err = r.setStatus(ctx, state.StatusCompleted, "")
 		case j.Status == state.StatusBackfilling:

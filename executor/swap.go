@@ -220,7 +220,14 @@ func (r *run) swap(ctx context.Context) error {
 				return err
 			}
 			for _, q := range p.do(n, tb, exchange) {
-				if err := r.exec(ctx, n, q); err != nil {
+				// A switch statement is local DDL and quick; one that hangs
+				// (seen once on 18.16 under heavy load, after a crash at
+				// swap-old-mv-dropped) fails the apply naming it, and the
+				// next apply continues from the server's state.
+				sctx, cancel := context.WithTimeout(ctx, 2*r.e.Opts.DDLTimeout)
+				err := r.exec(sctx, n, q)
+				cancel()
+				if err != nil {
 					return fmt.Errorf("switch to version %d (%s): %w", r.job.Version, p.name, err)
 				}
 			}
@@ -301,11 +308,7 @@ func (r *run) modifyQuery(ctx context.Context) error {
 		}
 	}
 	crashPoint("modify-query-altered")
-	srv, err := r.serverCreateQuery(ctx, r.mv.Spec.Name)
-	if err != nil {
-		return err
-	}
-	cfg, err := json.Marshal(r.c.Spec)
+	srv, cfg, err := r.alteredView(ctx)
 	if err != nil {
 		return err
 	}

@@ -39,6 +39,7 @@ var (
 	// 18.16 and 26.x print it so, names backquoted when they need it.
 	nameRE   = "(?:`(?:[^`\\\\]|\\\\.)*`|[A-Za-z_][A-Za-z0-9_]*)"
 	mvHeadRE = regexp.MustCompile(`^CREATE MATERIALIZED VIEW ` + nameRE + `\.` + nameRE + `(?: TO (` + nameRE + `)\.(` + nameRE + `))?`)
+	refreshRE = regexp.MustCompile(`^CREATE MATERIALIZED VIEW ` + nameRE + `\.` + nameRE + ` REFRESH `)
 	// The clauses that follow the engine in engine_full.
 	engineTailRE = regexp.MustCompile(` (PARTITION BY|ORDER BY|PRIMARY KEY|SAMPLE BY|TTL|SETTINGS) `)
 )
@@ -63,6 +64,9 @@ func SpecFromLive(tables map[string]*Table, db, name string) (*LiveMV, error) {
 	}
 	if mv.Engine != "MaterializedView" {
 		return nil, notExpressible("%s.%s is a %s table, not a materialized view", db, name, mv.Engine)
+	}
+	if refreshRE.MatchString(mv.CreateQuery) {
+		return nil, notExpressible("%s.%s is a refreshable MV: import and adoption handle MVs that fire on inserts only", db, name)
 	}
 	head := mvHeadRE.FindStringSubmatch(mv.CreateQuery)
 	if head == nil {

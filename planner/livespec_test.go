@@ -78,6 +78,7 @@ func TestSpecFromLiveRefuses(t *testing.T) {
 	for _, tc := range []struct {
 		name, mv, full, want string
 	}{
+		{"refreshable", "CREATE MATERIALIZED VIEW shop.by_cat REFRESH EVERY 1 HOUR TO shop.by_cat_data (`category` String) AS " + ok, summing, "refreshable MV"},
 		{"no TO", "CREATE MATERIALIZED VIEW shop.by_cat (`category` String) ENGINE = SummingMergeTree ORDER BY category AS " + ok, summing, "has no TO target"},
 		{"join", mv("SELECT p.category AS category, count() AS cnt, sum(p.price) AS total_price FROM shop.products AS p INNER JOIN shop.cats AS c ON p.category = c.name GROUP BY category"), summing, "JOINs several sources"},
 		{"subquery", mv("SELECT category, count() AS cnt, sum(price) AS total_price FROM (SELECT * FROM shop.products) GROUP BY category"), summing, "not a table"},

@@ -79,19 +79,6 @@ func (f *fixture) editQuery(file, old, new string) {
 	}
 }
 
-// appendSpec appends YAML to a spec file of the fixture's directory.
-func (f *fixture) appendSpec(name, yaml string) {
-	f.t.Helper()
-	p := filepath.Join(f.dir, name)
-	b, err := os.ReadFile(p)
-	if err == nil {
-		err = os.WriteFile(p, append(b, yaml...), 0o644)
-	}
-	if err != nil {
-		f.t.Fatal(err)
-	}
-}
-
 // adoptedJobs counts the jobs recorded as adopted: completed, no fence, no
 // rows backfilled.
 func (f *fixture) adoptedJobs() int {
@@ -245,11 +232,6 @@ func TestClusterAdoptImportedMVs(t *testing.T) {
 	}
 
 	f.editQuery(filepath.Join(f.dir, f.db+".by_category.yaml"), "sum(price)", "sum(price * 2)")
-	// 18.16 has no system.distribution_queue: blocks with keys below the
-	// fence still queued by products_dist for a shard are waited for only by
-	// the settle delay, and with five MVs on the source (four of them made
-	// by hand) a shard lags more than the default second on this machine.
-	f.appendSpec(f.db+".by_category.yaml", "backfill:\n  settle_delay: 5s\n")
 	w := f.startWriter("products_dist", prefill, 200, 50*time.Millisecond)
 	f.mustRun("apply", "--auto-approve", f.dir)
 	time.Sleep(time.Second)

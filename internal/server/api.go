@@ -389,6 +389,9 @@ func (s *Server) createMV(w http.ResponseWriter, r *http.Request) error {
 		s.log.Named("api").Info("spec stored", "mv", key, "hash", hash)
 	}
 	s.Poke(key, hash)
+	if all, _, err := s.desiredAll(ctx); err == nil {
+		s.pokeReaders(all, spec)
+	}
 	v, err := s.view(ctx, spec.Database, spec.Name)
 	if err != nil {
 		return err

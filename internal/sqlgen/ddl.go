@@ -123,13 +123,16 @@ func keyExpr(what, e string) (string, error) {
 // CreateMV creates the materialized view writing into the target, fenced so
 // that it only handles rows with key > fence; the backfill covers the rest.
 func (m MV) CreateMV(fence int64, onCluster bool) (string, error) {
+	if m.Spec.Refresh != nil {
+		return m.CreateRefreshable(onCluster)
+	}
 	return m.CreateMVOver(Range{After: &fence}, onCluster)
 }
 
 // CreateMVOver creates the materialized view with the key range r in its
 // WHERE; Range{} for none, as an adopted MV (created without shirath) has.
 func (m MV) CreateMVOver(r Range, onCluster bool) (string, error) {
-	q, err := m.Query(r)
+	q, err := m.viewQuery(r)
 	if err != nil {
 		return "", err
 	}
