@@ -37,8 +37,8 @@ func notExpressible(format string, args ...any) error {
 var (
 	// "CREATE MATERIALIZED VIEW db.mv TO db.target (cols) AS SELECT ...":
 	// 18.16 and 26.x print it so, names backquoted when they need it.
-	nameRE   = "(?:`(?:[^`\\\\]|\\\\.)*`|[A-Za-z_][A-Za-z0-9_]*)"
-	mvHeadRE = regexp.MustCompile(`^CREATE MATERIALIZED VIEW ` + nameRE + `\.` + nameRE + `(?: TO (` + nameRE + `)\.(` + nameRE + `))?`)
+	nameRE    = "(?:`(?:[^`\\\\]|\\\\.)*`|[A-Za-z_][A-Za-z0-9_]*)"
+	mvHeadRE  = regexp.MustCompile(`^CREATE MATERIALIZED VIEW ` + nameRE + `\.` + nameRE + `(?: TO (` + nameRE + `)\.(` + nameRE + `))?`)
 	refreshRE = regexp.MustCompile(`^CREATE MATERIALIZED VIEW ` + nameRE + `\.` + nameRE + ` REFRESH `)
 	// The clauses that follow the engine in engine_full.
 	engineTailRE = regexp.MustCompile(` (PARTITION BY|ORDER BY|PRIMARY KEY|SAMPLE BY|TTL|SETTINGS) `)
