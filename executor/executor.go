@@ -241,6 +241,8 @@ func (e *Executor) ApplyChange(ctx context.Context, c *planner.ResourceChange) e
 		return r.converge(ctx)
 	case planner.Change:
 		return r.change(ctx)
+	case planner.Adopt:
+		return r.adopt(ctx)
 	}
 	return fmt.Errorf("%w: %s changes cannot be applied", ErrBlocked, c.Action)
 }

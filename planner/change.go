@@ -152,14 +152,19 @@ func exchangeEverywhere(live *Live) bool {
 }
 
 // readersOf lists the live MVs, other than this MV's own versions, whose
-// query reads the target by its readers' name.
+// query reads the target by its readers' name. job is nil for an MV being
+// adopted.
 func readersOf(live *Live, s *specs.Spec, job *state.Job) []string {
 	// What a reader may name: the target and its versions, and, on
 	// servers where writes fire the MVs reading an MV's name (18.16, see
 	// chclient.Version.CascadesThroughTarget), the MV's versions.
 	own := map[string]bool{}
 	var names []string
-	for v := 1; v <= max(job.Version, job.LiveVersion, 1); v++ {
+	versions := 1
+	if job != nil {
+		versions = max(job.Version, job.LiveVersion, 1)
+	}
+	for v := 1; v <= versions; v++ {
 		own[sqlgen.VersionedName(s.Name, v)] = true
 		names = append(names, regexp.QuoteMeta(sqlgen.VersionedName(s.TargetTable, v)), regexp.QuoteMeta(sqlgen.VersionedName(s.Name, v)))
 	}

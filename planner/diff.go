@@ -211,9 +211,13 @@ func diffOne(c *ResourceChange, s *specs.Spec, live *Live, job *state.Job) {
 		objects = append(objects, s.DistributedTable)
 	}
 	if job == nil {
+		if len(live.Present(db, s.Name)) > 0 || len(live.Present(db, s.TargetTable)) > 0 {
+			adoptOne(c, s, live)
+			return
+		}
 		for _, o := range objects {
 			if p := live.Present(db, o); len(p) > 0 {
-				c.Blocked = fmt.Sprintf("%s.%s already exists on %s and shirath has no job for it: drop it or choose another name", db, o, strings.Join(p, ", "))
+				c.Blocked = fmt.Sprintf("%s.%s already exists on %s and shirath has no job for it, without the MV and target it would read: drop it or choose another name", db, o, strings.Join(p, ", "))
 				return
 			}
 		}
@@ -309,6 +313,14 @@ func diffOne(c *ResourceChange, s *specs.Spec, live *Live, job *state.Job) {
 	}
 	c.Action = NoOp
 	c.Reason = "up to date"
+	if job.DataNotVerified() {
+		c.Reason = NotVerifiedReason(job)
+	}
+}
+
+// NotVerifiedReason says that an adopted MV's data was never checked.
+func NotVerifiedReason(j *state.Job) string {
+	return fmt.Sprintf("up to date; adopted %s, data not verified (run shirath verify %s)", j.AdoptedAt.UTC().Format("2006-01-02 15:04:05Z"), j.Name)
 }
 
 func createSteps(s *specs.Spec, cluster string, live *Live) []Step {
@@ -402,7 +414,11 @@ func specDiff(j *state.Job, s *specs.Spec, c *ResourceChange) string {
 	if q, err := m.CreateTarget(c.Cluster != ""); err == nil {
 		cur = append(cur, q)
 	}
-	if q, err := m.CreateMV(fence, c.Cluster != ""); err == nil {
+	r := sqlgen.Range{After: &fence}
+	if j.CutoffID == nil && j.AdoptedAt != nil {
+		r = sqlgen.Range{} // adopted: the live view has no fence
+	}
+	if q, err := m.CreateMVOver(r, c.Cluster != ""); err == nil {
 		cur = append(cur, q)
 	}
 	return LineDiff(strings.Join(old, "\n")+"\n", strings.Join(cur, "\n")+"\n")

@@ -286,8 +286,8 @@ func TestDiff(t *testing.T) {
 		{
 			name: "target exists without a job",
 			live: live("", up("ch1:9000", 1, sourceTable("MergeTree"), targetTable())),
-			want: want{action: Create, reason: "new materialized view",
-				blocked: []string{"shop.products_by_category_data already exists on ch1:9000 and shirath has no job for it: drop it or choose another name"}},
+			want: want{action: Adopt, reason: "objects exist at the spec's names and shirath has no job for them",
+				blocked: []string{"cannot adopt the objects at its names: shop.products_by_category_data exists without shop.products_by_category. Drop them or choose another name"}},
 		},
 		{
 			name:    "Distributed table exists on one node without a job",

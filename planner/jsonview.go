@@ -11,6 +11,7 @@ type JSONPlan struct {
 
 // JSONSummary is Summary with the JSON keys of the rest of the document.
 type JSONSummary struct {
+	Adopt   int `json:"adopt"`
 	Create  int `json:"create"`
 	Change  int `json:"change"`
 	Destroy int `json:"destroy"`

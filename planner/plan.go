@@ -22,10 +22,11 @@ const (
 	Replace        // drop everything and build again (delete then create)
 	Delete         // drop the MV, its tables and its job
 	Change         // the spec changed: shown, not yet applicable
+	Adopt          // live objects at the spec's names, without a job: recorded (and changed if they differ)
 )
 
 var actionNames = map[Action]string{
-	NoOp: "no-op", Create: "create", Update: "update", Replace: "replace", Delete: "delete", Change: "change",
+	NoOp: "no-op", Create: "create", Update: "update", Replace: "replace", Delete: "delete", Change: "change", Adopt: "adopt",
 }
 
 func (a Action) String() string { return actionNames[a] }
@@ -41,6 +42,8 @@ func (a Action) Symbol() string {
 		return "-/+"
 	case Delete:
 		return "-"
+	case Adopt:
+		return "<="
 	}
 	return " "
 }
@@ -80,6 +83,7 @@ const (
 	StepWaitUpstream      StepKind = "wait_for_upstream"
 	StepModifyRefresh     StepKind = "modify_refresh"
 	StepFirstRefresh      StepKind = "first_refresh"
+	StepAdopt             StepKind = "adopt"
 )
 
 // The strategies of a Change (ResourceChange.Strategy).
@@ -144,6 +148,9 @@ type ResourceChange struct {
 	// source table: the upstream MV's name, on servers where an MV's
 	// writes into its target fire only MVs reading the MV's name.
 	ViewSource string `json:"view_source,omitempty"`
+	// LiveSpec describes the live objects an Adopt change adopts: the job
+	// records it as version 1 (the spec itself when they match).
+	LiveSpec *specs.Spec `json:"live_spec,omitempty"`
 }
 
 // MV is the SQL generator of the version the change works on.
@@ -182,7 +189,7 @@ func (p *Plan) Deferred() []*ResourceChange {
 func (p *Plan) Blocked() int { return p.Summary().Blocked }
 
 // Summary counts changes by kind.
-type Summary struct{ Create, Change, Destroy, Blocked int }
+type Summary struct{ Adopt, Create, Change, Destroy, Blocked int }
 
 func (p *Plan) Summary() Summary {
 	var s Summary
@@ -197,6 +204,11 @@ func (p *Plan) Summary() Summary {
 			s.Destroy++
 		case Delete:
 			s.Destroy++
+		case Adopt:
+			s.Adopt++
+			if c.Strategy != "" {
+				s.Change++
+			}
 		}
 		if c.Blocked != "" {
 			s.Blocked++

@@ -84,6 +84,10 @@ type Job struct {
 	// the first change); SwitchedAt when readers were switched to it.
 	PreviousConfig json.RawMessage
 	SwitchedAt     *time.Time
+	// AdoptedAt is when shirath adopted the MV: it existed before shirath
+	// managed it, and its job was recorded without DDL or backfill. nil for
+	// an MV shirath created.
+	AdoptedAt *time.Time
 
 	// VerifiedAt is when the last verify that found no difference ended;
 	// LastVerify the summary of the last verify, passed or not. Only
@@ -141,6 +145,17 @@ type ShardProgress struct {
 // one.
 func (j *Job) Changing() bool { return j.Version > j.LiveVersion }
 
+// DataNotVerified reports whether readers see the data of an adopted
+// version that shirath did not write: version 1 of an adopted MV, until a
+// verify passes after the adoption (or a change replaces that version with
+// one shirath built and backfilled).
+func (j *Job) DataNotVerified() bool {
+	if j.AdoptedAt == nil || max(j.LiveVersion, 1) != 1 {
+		return false
+	}
+	return j.VerifiedAt == nil || j.VerifiedAt.Before(*j.AdoptedAt)
+}
+
 // ProgressPercent is the backfill progress, rounded to 0.1: 100 once the job
 // is completed (whatever the counts say), 0 while nothing is known to copy.
 func (j *Job) ProgressPercent() float64 {
@@ -195,7 +210,12 @@ type JobView struct {
 	// the summary of the last verify.
 	VerifiedAt *string        `json:"verified_at"`
 	LastVerify *VerifySummary `json:"last_verify"`
-	Shards     []ShardView    `json:"shards"`
+	// AdoptedAt is when the MV was adopted (null for one shirath created);
+	// DataNotVerified is true while readers see adopted data that no
+	// verify has checked.
+	AdoptedAt       *string     `json:"adopted_at"`
+	DataNotVerified bool        `json:"data_not_verified"`
+	Shards          []ShardView `json:"shards"`
 }
 
 // ShardView is the REST view of one shard's backfill progress.
@@ -233,6 +253,11 @@ func (j Job) MarshalJSON() ([]byte, error) {
 		Version:         max(j.Version, 1),
 		LiveVersion:     max(j.LiveVersion, 1),
 		Shards:          make([]ShardView, 0, len(j.Shards)),
+		DataNotVerified: j.DataNotVerified(),
+	}
+	if j.AdoptedAt != nil {
+		at := rfc3339(*j.AdoptedAt)
+		v.AdoptedAt = &at
 	}
 	if j.SwitchedAt != nil {
 		at := rfc3339(*j.SwitchedAt)

@@ -264,7 +264,7 @@ func (c *ApplyCmd) Run(a *app, ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(a.stdout, "\nApply complete! Resources: %d created, %d changed, %d destroyed.\n", s.Create, s.Change, s.Destroy)
+	fmt.Fprintf(a.stdout, "\nApply complete! Resources: %s%d created, %d changed, %d destroyed.\n", adoptedCount(s), s.Create, s.Change, s.Destroy)
 	return nil
 }
 

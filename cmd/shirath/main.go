@@ -38,6 +38,7 @@ type CLI struct {
 	Plan     PlanCmd     `cmd:"" help:"Show what apply would do."`
 	Apply    ApplyCmd    `cmd:"" help:"Apply specs or a saved plan."`
 	Validate ValidateCmd `cmd:"" help:"Validate spec files."`
+	Import   ImportCmd   `cmd:"" help:"Write spec files for live MVs made without shirath, for plan to adopt."`
 	Migrate  MigrateCmd  `cmd:"" help:"Apply the job store's migrations."`
 	Status   StatusCmd   `cmd:"" help:"Show MV jobs and their progress."`
 	Verify   VerifyCmd   `cmd:"" help:"Compare each MV's target with its query over the whole source (exit 0: all match, 1: a difference, 2: an error)."`

@@ -472,6 +472,13 @@ func renderMV(w io.Writer, mv *server.MV) {
 	fmt.Fprintf(tw, "MV:\t%s\n", mv.Key())
 	fmt.Fprintf(tw, "Job:\t%s\n", opt(mv.ID))
 	fmt.Fprintf(tw, "Status:\t%s\n", mv.Status)
+	if mv.AdoptedAt != nil {
+		verified := "data verified"
+		if mv.DataNotVerified {
+			verified = "data not verified (run shirath verify " + mv.Name + ")"
+		}
+		fmt.Fprintf(tw, "Adopted:\t%s, %s\n", *mv.AdoptedAt, verified)
+	}
 	fmt.Fprintf(tw, "Source:\t%s.%s\n", mv.Database, mv.SourceTable)
 	fmt.Fprintf(tw, "Target:\t%s.%s\n", mv.Database, mv.TargetTable)
 	fmt.Fprintf(tw, "Cluster:\t%s\n", str(mv.ClusterName))

@@ -37,7 +37,7 @@ func (p painter) paint(color, s string) string {
 
 func actionColor(a planner.Action) string {
 	switch a {
-	case planner.Create:
+	case planner.Create, planner.Adopt:
 		return green
 	case planner.Update, planner.Change:
 		return yellow
@@ -53,6 +53,7 @@ var actionVerb = map[planner.Action]string{
 	planner.Replace: "must be replaced",
 	planner.Delete:  "will be destroyed",
 	planner.Change:  "has changed",
+	planner.Adopt:   "will be adopted",
 }
 
 // renderHuman prints a plan the way Terraform does: one block per change
@@ -107,7 +108,11 @@ func renderHuman(w io.Writer, p *planner.Plan, color bool) {
 			fmt.Fprintf(w, "      note: the query's own types differ from the declared columns; cast %s\n", strings.Join(parts, ", "))
 		}
 		if c.Diff != "" {
-			fmt.Fprintln(w, "      diff (applied -> spec):")
+			if c.Action == planner.Adopt {
+				fmt.Fprintln(w, "      diff (live -> spec):")
+			} else {
+				fmt.Fprintln(w, "      diff (applied -> spec):")
+			}
 			for _, l := range strings.Split(strings.TrimRight(c.Diff, "\n"), "\n") {
 				lc := ""
 				if strings.HasPrefix(l, "- ") {
@@ -126,10 +131,26 @@ func renderHuman(w io.Writer, p *planner.Plan, color bool) {
 		}
 	}
 	s := p.Summary()
-	fmt.Fprintf(w, "\n%s %d to create, %d to change, %d to destroy.\n", paint.paint(bold, "Plan:"), s.Create, s.Change, s.Destroy)
+	fmt.Fprintf(w, "\n%s %s%d to create, %d to change, %d to destroy.\n", paint.paint(bold, "Plan:"), adoptCount(s), s.Create, s.Change, s.Destroy)
 	if s.Blocked > 0 {
 		fmt.Fprintf(w, "%d change(s) cannot be applied; apply will refuse them (see '! cannot apply').\n", s.Blocked)
 	}
+}
+
+// adoptCount is the summary's "N to adopt, " when there is something to
+// adopt (and nothing otherwise, as before adoption existed).
+func adoptCount(s planner.Summary) string {
+	if s.Adopt == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d to adopt, ", s.Adopt)
+}
+
+func adoptedCount(s planner.Summary) string {
+	if s.Adopt == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d adopted, ", s.Adopt)
 }
 
 func sortedKeys(m map[string]string) []string {
@@ -157,7 +178,7 @@ func renderMarkdown(w io.Writer, p *planner.Plan) {
 		if s.Blocked > 0 {
 			fmt.Fprintf(&b, "⛔ **%d blocked** (apply will refuse %s), ", s.Blocked, plural(s.Blocked, "it", "them"))
 		}
-		fmt.Fprintf(&b, "%d to create, %d to change, %d to destroy.\n", s.Create, s.Change, s.Destroy)
+		fmt.Fprintf(&b, "%s%d to create, %d to change, %d to destroy.\n", adoptCount(s), s.Create, s.Change, s.Destroy)
 	} else {
 		b.WriteString("**No changes.** The live ClickHouse objects and jobs match the specs.\n")
 	}
@@ -235,6 +256,9 @@ func markdownChange(b *strings.Builder, c *planner.ResourceChange) {
 // of a changed MV, or the statements a change will run, all added.
 func markdownDiff(c *planner.ResourceChange) (label, diff string) {
 	if c.Diff != "" {
+		if c.Action == planner.Adopt {
+			return "SQL diff (live → spec)", strings.TrimRight(c.Diff, "\n") + "\n"
+		}
 		return "SQL diff (applied → spec)", strings.TrimRight(c.Diff, "\n") + "\n"
 	}
 	var b strings.Builder
@@ -337,7 +361,11 @@ func renderStatus(w io.Writer, jobs []*state.Job, detail bool) {
 		if cl == "" {
 			cl = "-"
 		}
-		fmt.Fprintf(tw, "%s.%s\t%s\t%.1f%%\t%d/%d\t%s\t%s\t%s\n", j.Database, j.Name, j.Status, j.ProgressPercent(), j.ProcessedRows, j.TotalRows, cutoff, cl, j.UpdatedAt.UTC().Format(time.RFC3339))
+		st := string(j.Status)
+		if j.DataNotVerified() {
+			st += " (adopted, data not verified)"
+		}
+		fmt.Fprintf(tw, "%s.%s\t%s\t%.1f%%\t%d/%d\t%s\t%s\t%s\n", j.Database, j.Name, st, j.ProgressPercent(), j.ProcessedRows, j.TotalRows, cutoff, cl, j.UpdatedAt.UTC().Format(time.RFC3339))
 	}
 	tw.Flush()
 	if !detail {

@@ -177,6 +177,32 @@ func noChangesPlan() *planner.Plan {
 	}
 }
 
+// adoptPlan adopts two hand-made MVs: one as it is, one that differs from
+// its spec and is then rebuilt.
+func adoptPlan() *planner.Plan {
+	return &planner.Plan{
+		FormatVersion: planner.FormatVersion,
+		Fingerprint:   fingerprint,
+		Changes: []*planner.ResourceChange{
+			{
+				Database: "shop", Name: "a", Action: planner.Adopt, Spec: spec("a", nil), LiveSpec: spec("a", nil), Version: 1, LiveVersion: 1,
+				Reason: "shop.a and shop.a_data exist and match the spec: they will be adopted as they are. Their data is not verified: run shirath verify after apply",
+				Steps:  []planner.Step{{Kind: planner.StepAdopt, Detail: "record the job of shop.a (TO shop.a_data on the node) as completed at version 1, adopted: no DDL, no backfill"}},
+			},
+			{
+				Database: "shop", Name: "b", Action: planner.Adopt, Spec: spec("b", nil), LiveSpec: spec("b", nil), Version: 2, LiveVersion: 1, Strategy: planner.StrategyRebuild,
+				Reason: "shop.b exists and differs from the spec (the query differs): it will be adopted as live version 1, then rebuilt beside as version 2 (shop.b_data__v2) and readers switched at once",
+				Steps: []planner.Step{
+					{Kind: planner.StepAdopt, Detail: "record the job of shop.b (TO shop.b_data on the node) as completed at version 1, adopted: no DDL, no backfill"},
+					{Kind: planner.StepCreateTarget, Detail: "create shop.b_data__v2 on the node"},
+					{Kind: planner.StepSwitch, Detail: "on every node: drop the old MV shop.b, then RENAME TABLE b_data TO b_data__prev, b_data__next TO b_data"},
+				},
+				Diff: "  FROM `shop`.`products`\n- AS SELECT category, count() AS cnt, sum(price) AS total_price\n+ AS SELECT category, count() AS cnt, sum(price * 2) AS total_price\n",
+			},
+		},
+	}
+}
+
 var ansi = regexp.MustCompile("\x1b\\[[0-9;]*m")
 
 func TestRenderHuman(t *testing.T) {
@@ -187,6 +213,7 @@ func TestRenderHuman(t *testing.T) {
 	}{
 		{"mixed", mixedPlan(), true},
 		{"change", changePlan(), true},
+		{"adopt", adoptPlan(), false},
 		{"blocked", blockedPlan(), false},
 		{"no_changes", noChangesPlan(), false},
 		{"empty", &planner.Plan{FormatVersion: planner.FormatVersion, Fingerprint: fingerprint}, false},
@@ -267,8 +294,37 @@ func TestRenderHumanContent(t *testing.T) {
 	}
 }
 
+func TestRenderAdoptContent(t *testing.T) {
+	var b bytes.Buffer
+	renderHuman(&b, adoptPlan(), false)
+	for _, want := range []string{
+		"# shop.a will be adopted\n",
+		"  <= materialized view shop.a <- shop.products\n",
+		"      <= adopt: record the job of shop.a",
+		"# shop.b will be adopted\n",
+		"        + AS SELECT category, count() AS cnt, sum(price * 2) AS total_price\n",
+		"\nPlan: 2 to adopt, 0 to create, 1 to change, 0 to destroy.\n",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("human plan lacks %q:\n%s", want, b.String())
+		}
+	}
+	b.Reset()
+	renderMarkdown(&b, adoptPlan())
+	if !strings.HasPrefix(b.String(), "**Plan:** 2 to adopt, 0 to create, 1 to change, 0 to destroy.\n") || !strings.Contains(b.String(), "<b>shop.a</b> will be adopted") {
+		t.Errorf("markdown plan:\n%s", b.String())
+	}
+	b.Reset()
+	if err := renderJSON(&b, adoptPlan()); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), `"action": "adopt"`) || !strings.Contains(b.String(), `"adopt": 2`) || !strings.Contains(b.String(), `"live_spec": {`) {
+		t.Errorf("JSON plan:\n%s", b.String())
+	}
+}
+
 func TestRenderJSON(t *testing.T) {
-	for name, p := range map[string]*planner.Plan{"mixed": mixedPlan(), "change": changePlan(), "no_changes": noChangesPlan()} {
+	for name, p := range map[string]*planner.Plan{"mixed": mixedPlan(), "change": changePlan(), "no_changes": noChangesPlan(), "adopt": adoptPlan()} {
 		t.Run(name, func(t *testing.T) {
 			var b bytes.Buffer
 			if err := renderJSON(&b, p); err != nil {
@@ -535,6 +591,7 @@ func TestRenderMarkdown(t *testing.T) {
 	}{
 		{"mixed", mixedPlan()},
 		{"change", changePlan()},
+		{"adopt", adoptPlan()},
 		{"blocked", blockedPlan()},
 		{"no_changes", noChangesPlan()},
 		{"empty", &planner.Plan{FormatVersion: planner.FormatVersion, Fingerprint: fingerprint}},

@@ -126,7 +126,13 @@ func (m MV) CreateMV(fence int64, onCluster bool) (string, error) {
 	if m.Spec.Refresh != nil {
 		return m.CreateRefreshable(onCluster)
 	}
-	q, err := m.viewQuery(Range{After: &fence})
+	return m.CreateMVOver(Range{After: &fence}, onCluster)
+}
+
+// CreateMVOver creates the materialized view with the key range r in its
+// WHERE; Range{} for none, as an adopted MV (created without shirath) has.
+func (m MV) CreateMVOver(r Range, onCluster bool) (string, error) {
+	q, err := m.viewQuery(r)
 	if err != nil {
 		return "", err
 	}
