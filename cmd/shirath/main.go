@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/term"
 
+	"github.com/shirath/shirath/executor"
 	"github.com/shirath/shirath/internal/chclient"
 	"github.com/shirath/shirath/planner"
 	"github.com/shirath/shirath/state"
@@ -56,6 +57,9 @@ type app struct {
 	stdout io.Writer
 	stderr io.Writer
 	stdin  *os.File
+	// parallelism is apply's -parallelism (0: not given): the connection
+	// pools must hold a query of every MV and shard stream at once.
+	parallelism int
 }
 
 func (a *app) isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
@@ -86,8 +90,11 @@ func (a *app) store(ctx context.Context) (*state.Store, error) {
 
 func (a *app) connector() *planner.Connector {
 	return &planner.Connector{
-		Seed:    a.g.ClickHouse,
-		Options: chclient.Options{User: a.g.CHUser, Password: a.g.CHPassword},
+		Seed: a.g.ClickHouse,
+		// A node runs at most one query per MV applied at once (its shard
+		// streams go to distinct nodes), plus the planner's: a pool too small
+		// makes clickhouse-go fail an acquire after its dial timeout.
+		Options: chclient.Options{User: a.g.CHUser, Password: a.g.CHPassword, MaxOpenConns: max(a.parallelism, executor.DefaultParallelism) + 4},
 		Log:     a.log.Named("clickhouse"),
 	}
 }
