@@ -119,6 +119,20 @@ func terraformFlags(args []string) []string {
 	return out
 }
 
+// logSent logs, at debug level, how many statements the command sent to
+// each ClickHouse node (what a plan costs a node can be checked with it).
+func logSent(log hclog.Logger, before []chclient.NodeCount) {
+	was := map[string]int64{}
+	for _, c := range before {
+		was[c.Addr] = c.Count
+	}
+	for _, c := range chclient.Sent() {
+		if n := c.Count - was[c.Addr]; n > 0 {
+			log.Debug("clickhouse statements sent", "node", c.Addr, "count", n)
+		}
+	}
+}
+
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
@@ -163,7 +177,9 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		defer stop()
 		a := &app{g: &cli.Globals, log: log, stdout: stdout, stderr: stderr, stdin: stdin}
 		kctx.BindTo(ctx, (*context.Context)(nil))
+		before := chclient.Sent()
 		err = kctx.Run(a)
+		logSent(log, before)
 		var ee exitError
 		switch {
 		case errors.As(err, &ee):
