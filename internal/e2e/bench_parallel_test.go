@@ -285,9 +285,6 @@ func BenchmarkManyMVs(b *testing.B) {
 			execOn(b, conn, nil, "DROP TABLE "+sqlgen.Table(db, name))
 			execOn(b, conn, nil, "DROP TABLE "+sqlgen.Table(db, name+"_data"))
 		}
-		if n == 1 {
-			b.Logf("%s alone:\n%s", prefix, stamped(run))
-		}
 		return run.total
 	}
 	var one, many4, many20 time.Duration
@@ -380,13 +377,4 @@ func (w *clusterBench) planStatements(dir string) map[string]int64 {
 		w.b.Fatalf("plan logged no statement count:\n%s", run.stderr)
 	}
 	return out
-}
-
-// stamped is a run's output with each line's time since the first line.
-func stamped(r timedRun) string {
-	var sb strings.Builder
-	for _, l := range r.lines {
-		fmt.Fprintf(&sb, "%6.2fs %s\n", l.at.Sub(r.lines[0].at).Seconds(), l.text)
-	}
-	return sb.String()
 }
