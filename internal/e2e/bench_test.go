@@ -338,6 +338,16 @@ func (r timedRun) stdout() string {
 // fails the benchmark if it fails.
 func runTimed(b *testing.B, bin string, env []string, args ...string) timedRun {
 	b.Helper()
+	r, err := tryTimed(b, bin, env, args...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return r
+}
+
+// tryTimed is runTimed returning the command's failure, with its output.
+func tryTimed(b *testing.B, bin string, env []string, args ...string) (timedRun, error) {
+	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
@@ -362,9 +372,9 @@ func runTimed(b *testing.B, bin string, env []string, args ...string) timedRun {
 	r.total = time.Since(start)
 	r.stderr = stderr.String()
 	if err != nil {
-		b.Fatalf("shirath %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, r.stdout(), r.stderr)
+		return r, fmt.Errorf("shirath %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, r.stdout(), r.stderr)
 	}
-	return r
+	return r, nil
 }
 
 // span is the backfill part of an apply's output for one MV: from its first
