@@ -194,8 +194,9 @@ func (r *run) sourceSortedByKey(ctx context.Context, n *planner.Node) (bool, str
 	if err != nil {
 		return false, "", fmt.Errorf("read the sorting key of %s.%s on %s: %w", r.c.Database, r.c.Spec.SourceTable, n.Addr, err)
 	}
+	// 26.x prints a key written ORDER BY (`id`) as "(id)".
 	first := strings.TrimSpace(strings.Split(sk, ",")[0])
-	first = strings.Trim(first, "`")
+	first = strings.Trim(first, "()` ")
 	return first == r.c.Spec.Backfill.KeyColumn, sk, nil
 }
 

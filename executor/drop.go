@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sort"
+	"strings"
 
 	"github.com/shirath/shirath/internal/sqlgen"
 	"github.com/shirath/shirath/planner"
@@ -23,6 +25,11 @@ func (r *run) destroy(ctx context.Context) error {
 	if protected {
 		return fmt.Errorf("%w: %s has prevent_destroy: true; set prevent_destroy: false in its spec and apply that first", ErrBlocked, r.c.Address())
 	}
+	if readers, err := r.liveReaders(ctx); err != nil {
+		return err
+	} else if len(readers) > 0 {
+		return fmt.Errorf("%w: %s reads what %s builds: destroy it first (it would stop receiving rows)", ErrBlocked, strings.Join(readers, ", "), r.c.Address())
+	}
 	r.emit(Event{Kind: EventStep, Step: planner.StepDrop, Message: "drop"})
 	if err := r.dropEveryVersion(ctx); err != nil {
 		return err
@@ -33,6 +40,28 @@ func (r *run) destroy(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// liveReaders lists the other MVs of the job store whose recorded spec
+// reads this MV's target or Distributed table (a chain), however the drop
+// was asked for (apply -destroy, mv drop, the API, a rebuild).
+func (r *run) liveReaders(ctx context.Context) ([]string, error) {
+	m := r.mvForDrop()
+	jobs, err := r.e.Store.ListJobs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, j := range jobs {
+		if j.Database != r.c.Database || j.Name == r.c.Name {
+			continue
+		}
+		if j.SourceTable == m.Spec.TargetTable || j.SourceTable == m.Spec.DistributedTable {
+			out = append(out, j.Database+"."+j.Name)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
 }
 
 // mvForDrop works without a spec in the plan: it takes the one the job was

@@ -36,6 +36,7 @@ type Store interface {
 	BeginBatch(ctx context.Context, jobID int64, shard int, replica string, lo, hi int64, queryID string) error
 	CompleteBatch(ctx context.Context, jobID int64, shard int, replica string, hi int64, rows int64) error
 	Lock(ctx context.Context, key, holder string, wait bool, onWait func(holder string, since time.Time)) (func(), error)
+	ListJobs(ctx context.Context) ([]*state.Job, error)
 }
 
 // Sentinel errors; callers use errors.Is.
@@ -156,27 +157,35 @@ func (e *Executor) emit(ev Event) {
 }
 
 // Apply applies every change of the plan, up to Parallelism MVs at once, in
-// the plan's order. A change that fails does not stop the others; the
-// errors are joined, in the plan's order. Once ctx is done no further MV
-// starts.
+// the plan's order (upstream MVs of a chain first, destroys downstream
+// first). A change starts only once every earlier change it is linked to by
+// a dependency (either way) has ended, and not at all when one of those
+// failed. A change that fails does not stop the others; the errors are
+// joined, in the plan's order. Once ctx is done no further MV starts.
+// Deferred changes are left to the caller, to plan again once their
+// upstream MVs are complete.
 func (e *Executor) Apply(ctx context.Context, p *planner.Plan) error {
 	e.defaults()
 	errs := make([]error, len(p.Changes))
-	var todo []int // indexes into p.Changes
+	var todo []*planner.ResourceChange
+	var at []int // index in p.Changes of each of todo
 	for i, c := range p.Changes {
 		switch {
 		case c.Action == planner.NoOp:
 		case c.Blocked != "":
 			errs[i] = fmt.Errorf("%w: %s", ErrBlocked, c.Blocked)
+		case c.Deferred != "":
+			// planned again by the caller once its upstream is complete
 		default:
-			todo = append(todo, i)
+			todo = append(todo, c)
+			at = append(at, i)
 		}
 	}
-	res := schedule(ctx, len(todo), e.Opts.Parallelism, nil, func(k int) error {
-		return e.ApplyChange(ctx, p.Changes[todo[k]])
+	res := schedule(ctx, len(todo), e.Opts.Parallelism, linked(todo), func(k int) error {
+		return e.ApplyChange(ctx, todo[k])
 	})
 	for k, err := range res {
-		errs[todo[k]] = err
+		errs[at[k]] = err
 	}
 	var out []error
 	for i, err := range errs {
@@ -230,6 +239,13 @@ func (e *Executor) ApplyChange(ctx context.Context, c *planner.ResourceChange) e
 	case planner.Create, planner.Update:
 		if job != nil && job.SpecHash != specs.Hash(c.Spec) {
 			return fmt.Errorf("%w: the job was created from another version of the spec (plan again)", ErrBlocked)
+		}
+		for _, st := range c.Steps {
+			if st.Kind == planner.StepModifyRefresh {
+				if err := r.modifyRefresh(ctx); err != nil {
+					return err
+				}
+			}
 		}
 		if job != nil {
 			if err := r.recordSpec(ctx); err != nil {
@@ -293,6 +309,8 @@ func (r *run) converge(ctx context.Context) error {
 		switch {
 		case j.Status == state.StatusNeedsAttention:
 			return fmt.Errorf("%w: %s", ErrNeedsAttention, j.ErrorMessage)
+		case !j.FenceVerified && r.c.Spec.Refresh != nil:
+			err = r.createRefreshable(ctx)
 		case !j.FenceVerified:
 			err = r.fence(ctx)
 		case j.Status == state.StatusCompleted && j.Changing():
@@ -302,6 +320,8 @@ func (r *run) converge(ctx context.Context) error {
 			return nil
 		case j.Status == state.StatusOptimizing:
 			err = r.optimize(ctx)
+		case r.c.Spec.Refresh != nil:
+			err = r.firstRefresh(ctx)
 		case r.c.Spec.Backfill.Disabled:
 			err = r.setStatus(ctx, state.StatusCompleted, "")
 		case j.Status == state.StatusBackfilling:

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+
+	"github.com/shirath/shirath/planner"
 )
 
 // errDependency marks an item that was not run because an item it depends
@@ -84,4 +86,28 @@ func waitDeps(ctx context.Context, i int, after func(int) []int, done []chan str
 		}
 	}
 	return nil
+}
+
+// linked returns, for schedule, the earlier changes each change must wait
+// for: those it depends on, and those that depend on it (a destroy waits
+// for the destroy of the MVs reading it, which the plan puts first).
+func linked(changes []*planner.ResourceChange) func(i int) []int {
+	index := map[string]int{}
+	for i, c := range changes {
+		index[c.Address()] = i
+	}
+	after := make([][]int, len(changes))
+	for i, c := range changes {
+		for _, d := range c.DependsOn {
+			j, ok := index[d.Address]
+			switch {
+			case !ok || j == i:
+			case j < i:
+				after[i] = append(after[i], j)
+			default:
+				after[j] = append(after[j], i)
+			}
+		}
+	}
+	return func(i int) []int { return after[i] }
 }

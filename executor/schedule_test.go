@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/shirath/shirath/planner"
 )
 
 // TestScheduleBounded: never more than limit items at once, and as many as
@@ -126,6 +128,34 @@ func TestScheduleCancel(t *testing.T) {
 	for i := 2; i < 6; i++ {
 		if !errors.Is(errs[i], context.Canceled) {
 			t.Errorf("item %d: %v, want context.Canceled", i, errs[i])
+		}
+	}
+}
+
+// TestLinked: a change waits for the earlier changes it depends on, and a
+// destroy for the earlier destroys of the MVs that read it; unrelated
+// changes and dependencies outside the plan wait for nothing.
+func TestLinked(t *testing.T) {
+	ch := func(name string, action planner.Action, deps ...string) *planner.ResourceChange {
+		c := &planner.ResourceChange{Database: "db", Name: name, Action: action}
+		for _, d := range deps {
+			c.DependsOn = append(c.DependsOn, planner.Dependency{Address: "db." + d})
+		}
+		return c
+	}
+	changes := []*planner.ResourceChange{
+		ch("down_gone", planner.Delete, "up_gone"), // destroys first, downstream first
+		ch("up_gone", planner.Delete),
+		ch("up", planner.Create),
+		ch("other", planner.Create, "outside"),
+		ch("down", planner.Create, "up"),
+		ch("downer", planner.Update, "down", "up"),
+	}
+	after := linked(changes)
+	want := [][]int{nil, {0}, nil, nil, {2}, {4, 2}}
+	for i := range changes {
+		if got := after(i); fmt.Sprint(got) != fmt.Sprint(want[i]) {
+			t.Errorf("%s waits for %v, want %v", changes[i].Name, got, want[i])
 		}
 	}
 }

@@ -301,11 +301,7 @@ func (r *run) modifyQuery(ctx context.Context) error {
 		}
 	}
 	crashPoint("modify-query-altered")
-	srv, err := r.serverCreateQuery(ctx, r.mv.Spec.Name)
-	if err != nil {
-		return err
-	}
-	cfg, err := json.Marshal(r.c.Spec)
+	srv, cfg, err := r.alteredView(ctx)
 	if err != nil {
 		return err
 	}

@@ -44,6 +44,9 @@ func (r *run) waitSource(ctx context.Context) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+	if err := r.waitEveryCopy(ctx, f, deadline); err != nil {
+		return err
+	}
 	if d := r.c.Spec.Backfill.SettleDelay.Duration; d > 0 {
 		r.emit(Event{Kind: EventWaiting, Step: planner.StepWait, Message: fmt.Sprintf("source passed the fence; settling %s", d)})
 		select {
@@ -181,4 +184,66 @@ func (r *run) waitDistributedSends(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// waitEveryCopy waits until every copy of the source (a shard, or a node of
+// a non-replicated source) has passed the fence too, or has received no row
+// for the settle delay (at least a second): the source's maximum passing the
+// fence on one shard says nothing of rows still on their way to another, and
+// on 18.16, which has no system.distribution_queue, rows a Distributed table
+// queued (insert_distributed_sync=0) were seen arriving more than ten
+// seconds late under load. A Distributed table sends each shard's queue in
+// order, so a shard that has received a key above the fence has received
+// every row queued before it by that sender. A copy that stays below the
+// fence without receiving anything holds no row in flight that this can see
+// (a copy with rows of its own, as a non-replicated source may have).
+func (r *run) waitEveryCopy(ctx context.Context, f int64, deadline time.Time) error {
+	if r.topo.Cluster == "" {
+		return nil
+	}
+	quiet := max(r.c.Spec.Backfill.SettleDelay.Duration, time.Second)
+	type seen struct {
+		count uint64
+		since time.Time
+	}
+	last := map[string]seen{}
+	announced := false
+	for {
+		var behind []string
+		for _, group := range r.copies() {
+			n := firstHealthy(group)
+			if n == nil {
+				return fmt.Errorf("shard %d: no replica answers", group[0].Shard)
+			}
+			var top int64
+			var count uint64
+			if err := n.Conn.QueryRow(ctx, r.mv.MaxKeyCount()).Scan(&top, &count); err != nil {
+				return fmt.Errorf("read max(%s) on %s: %w", r.c.Spec.Backfill.KeyColumn, n.Addr, err)
+			}
+			if top >= f {
+				continue
+			}
+			if s, ok := last[n.Addr]; ok && s.count == count && time.Since(s.since) >= quiet {
+				continue
+			} else if !ok || s.count != count {
+				last[n.Addr] = seen{count, time.Now()}
+			}
+			behind = append(behind, fmt.Sprintf("%s at %d", n.Addr, top))
+		}
+		if len(behind) == 0 {
+			return nil
+		}
+		if !announced {
+			r.emit(Event{Kind: EventWaiting, Step: planner.StepWait, Message: fmt.Sprintf("waiting for every shard to pass the fence %d or go quiet: %s", f, strings.Join(behind, ", "))})
+			announced = true
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: shards still receiving rows below the fence %d after %s: %s; apply again later", ErrWaiting, f, r.e.Opts.SourceWaitTimeout, strings.Join(behind, ", "))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }

@@ -2,7 +2,6 @@ package planner
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/sergi/go-diff/diffmatchpatch"
@@ -52,7 +51,8 @@ func integerType(t string) bool {
 }
 
 // Diff compares the desired specs with the live state and the job table and
-// returns the changes, sorted by address. It is pure: the SQL of each step is
+// returns the changes in the order of the chains (see linkChanges), by
+// address otherwise. It is pure: the SQL of each step is
 // filled in later by Render, once casts are known.
 func Diff(in Input) []*ResourceChange {
 	jobs := map[string]*state.Job{}
@@ -107,8 +107,7 @@ func Diff(in Input) []*ResourceChange {
 	for _, c := range out {
 		preventDestroy(c)
 	}
-	sort.Slice(out, func(i, k int) bool { return out[i].Address() < out[k].Address() })
-	return out
+	return linkChanges(out, in)
 }
 
 // preventDestroy blocks a change that would drop or rebuild an MV whose spec
@@ -154,20 +153,28 @@ func diffOne(c *ResourceChange, s *specs.Spec, live *Live, job *state.Job) {
 	}
 	src := live.Table(db, s.SourceTable)
 	if src == nil {
-		c.Blocked = fmt.Sprintf("source table %s.%s does not exist", db, s.SourceTable)
+		c.Blocked = fmt.Sprintf("source table %s.%s does not exist, and no spec or live MV builds it", db, s.SourceTable)
 		return
 	}
 	if miss := live.Missing(db, s.SourceTable); len(miss) > 0 {
 		c.Blocked = fmt.Sprintf("source table %s.%s is missing on %s", db, s.SourceTable, strings.Join(miss, ", "))
 		return
 	}
-	if mutableEngine(src.Engine) && !s.AllowMutableSource {
+	if s.Refresh != nil {
+		if lack := lackRefresh(live); lack != "" {
+			c.Blocked = "refreshable MVs need system.view_refreshes (ClickHouse 23.12 and later): " + lack + " does not have it"
+			return
+		}
+	} else if mutableEngine(src.Engine) && !s.AllowMutableSource {
 		c.Blocked = fmt.Sprintf("source table %s.%s is a %s: it stores a new row for every update of a row (as CDC does), so the MV would count every update as a new row. "+
 			"Set allow_mutable_source: true in the spec if that is what you want", db, s.SourceTable, src.Engine)
 		return
 	}
 	key := s.Backfill.KeyColumn
 	kt := src.ColumnType(key)
+	if s.Refresh != nil {
+		kt = "UInt64" // no fence, no backfill: the key is not used
+	}
 	if kt == "" {
 		c.Blocked = fmt.Sprintf("backfill key column %q is not a column of %s.%s: set backfill.key_column to a column that grows with every insert", key, db, s.SourceTable)
 		return
@@ -245,6 +252,12 @@ func diffOne(c *ResourceChange, s *specs.Spec, live *Live, job *state.Job) {
 		blockOnDown(c, live)
 		return
 	}
+	if was := recordedSchedule(job); s.Refresh != nil && was != s.Schedule() {
+		c.Reason = fmt.Sprintf("refresh schedule changed from %s to %s: changed in place", was, s.Schedule())
+		c.Steps = []Step{{Kind: StepModifyRefresh, Detail: fmt.Sprintf("ALTER TABLE %s.%s MODIFY REFRESH %s", db, phys.Name, s.Schedule())}}
+		blockOnDown(c, live)
+		return
+	}
 	// Completed: look for drift on every node.
 	var lost []string
 	for _, o := range []string{phys.TargetTable, phys.Name} {
@@ -303,6 +316,16 @@ func createSteps(s *specs.Spec, cluster string, live *Live) []Step {
 	where := "on the node"
 	if cluster != "" {
 		where = "ON CLUSTER " + cluster
+	}
+	if s.Refresh != nil {
+		steps := []Step{
+			{Kind: StepCreateTarget, Detail: fmt.Sprintf("create %s.%s %s", db, s.TargetTable, where)},
+			{Kind: StepCreateMV, Detail: fmt.Sprintf("create %s.%s REFRESH %s TO %s.%s %s: the whole query on schedule; no fence, no backfill", db, s.Name, s.Schedule(), db, s.TargetTable, where)},
+		}
+		if cluster != "" {
+			steps = append(steps, Step{Kind: StepCreateDistributed, Detail: fmt.Sprintf("create %s.%s ON CLUSTER %s over %s.%s", db, s.DistributedTable, cluster, db, s.TargetTable)})
+		}
+		return append(steps, Step{Kind: StepFirstRefresh, Detail: "wait for the first refresh to succeed (system.view_refreshes)"})
 	}
 	steps := []Step{
 		{Kind: StepCreateTarget, Detail: fmt.Sprintf("create %s.%s %s", db, s.TargetTable, where)},
@@ -419,4 +442,25 @@ func breakSQL(s string) string {
 		s = strings.ReplaceAll(s, kw, "\n"+strings.TrimPrefix(kw, " "))
 	}
 	return s
+}
+
+// lackRefresh names the nodes without refreshable MVs; "" when every node
+// that answered has them.
+func lackRefresh(live *Live) string {
+	var out []string
+	for _, ns := range live.Nodes {
+		if ns.Node.Err == nil && !ns.Node.Features.RefreshableMVs {
+			out = append(out, fmt.Sprintf("%s (ClickHouse %s)", ns.Node.Addr, ns.Node.Version))
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+// recordedSchedule is the refresh schedule of the spec recorded with a job.
+func recordedSchedule(j *state.Job) string {
+	sp, err := specs.ParseJSON(j.Config)
+	if err != nil {
+		return ""
+	}
+	return sp.Schedule()
 }

@@ -77,6 +77,9 @@ const (
 	StepSwitch            StepKind = "switch"
 	StepDropOld           StepKind = "drop_old_version"
 	StepModifyQuery       StepKind = "modify_query"
+	StepWaitUpstream      StepKind = "wait_for_upstream"
+	StepModifyRefresh     StepKind = "modify_refresh"
+	StepFirstRefresh      StepKind = "first_refresh"
 )
 
 // The strategies of a Change (ResourceChange.Strategy).
@@ -132,11 +135,20 @@ type ResourceChange struct {
 	// TargetEngine is the engine clause the target is created with (the
 	// spec's, or its Replicated form over a replicated source).
 	TargetEngine string `json:"target_engine,omitempty"`
+	// DependsOn lists the MVs whose tables this one reads (a chain).
+	DependsOn []Dependency `json:"depends_on,omitempty"`
+	// Deferred says why the change waits for an upstream MV: apply plans it
+	// again once that one is complete. Empty when it can be applied now.
+	Deferred string `json:"deferred,omitempty"`
+	// ViewSource is what the view reads live rows from when it is not the
+	// source table: the upstream MV's name, on servers where an MV's
+	// writes into its target fire only MVs reading the MV's name.
+	ViewSource string `json:"view_source,omitempty"`
 }
 
 // MV is the SQL generator of the version the change works on.
 func (c *ResourceChange) MV() sqlgen.MV {
-	return sqlgen.MV{Spec: sqlgen.Versioned(c.Spec, c.Version), Cluster: c.Cluster, TargetEngine: c.TargetEngine, Casts: c.Casts}
+	return sqlgen.MV{Spec: sqlgen.Versioned(c.Spec, c.Version), Cluster: c.Cluster, TargetEngine: c.TargetEngine, Casts: c.Casts, ViewSource: c.ViewSource}
 }
 
 // Address is database.name.
@@ -154,6 +166,20 @@ type Plan struct {
 	// state is unknown and the plan does not cover them.
 	Unreachable []string `json:"unreachable,omitempty"`
 }
+
+// Deferred lists the changes that wait for an upstream MV.
+func (p *Plan) Deferred() []*ResourceChange {
+	var out []*ResourceChange
+	for _, c := range p.Changes {
+		if c.Deferred != "" {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Blocked counts the changes apply refuses.
+func (p *Plan) Blocked() int { return p.Summary().Blocked }
 
 // Summary counts changes by kind.
 type Summary struct{ Create, Change, Destroy, Blocked int }

@@ -41,6 +41,9 @@ type Snapshot struct {
 // Plan builds the plan that moves live state to the desired specs. Specs
 // must have their defaults applied and be valid.
 func (p *Planner) Plan(ctx context.Context, desired []*specs.Spec, destroy bool) (*Plan, *Snapshot, error) {
+	if err := CheckCycles(desired); err != nil {
+		return nil, nil, err
+	}
 	jobs, err := p.Store.ListJobs(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -96,7 +99,7 @@ func (p *Planner) Plan(ctx context.Context, desired []*specs.Spec, destroy bool)
 	}
 	changes := Diff(Input{Desired: ds, Live: snap.Live, Jobs: jobs, Destroy: destroy})
 	for _, c := range changes {
-		if c.Blocked != "" || c.Spec == nil || (c.Action != Create && c.Action != Replace && !needsCasts(c)) {
+		if c.Blocked != "" || c.Deferred != "" || c.Spec == nil || (c.Action != Create && c.Action != Replace && !needsCasts(c)) {
 			continue
 		}
 		if err := p.casts(ctx, c, snap.Live[c.Cluster]); err != nil {
@@ -224,7 +227,7 @@ func QueryTypes(ctx context.Context, n *Node, m sqlgen.MV) (map[string]string, e
 // RenderSQL fills in the SQL of the steps whose statement is known at plan
 // time.
 func RenderSQL(c *ResourceChange) {
-	if c.Spec == nil || c.Blocked != "" {
+	if c.Spec == nil || c.Blocked != "" || c.Deferred != "" {
 		return
 	}
 	m := c.MV()
@@ -237,7 +240,13 @@ func RenderSQL(c *ResourceChange) {
 		case StepCreateTarget:
 			q, err = m.CreateTarget(on)
 		case StepCreateMV:
-			q, err = m.Query(sqlgen.Range{})
+			if c.Spec.Refresh != nil {
+				q, err = m.CreateRefreshable(on)
+			} else {
+				q, err = m.Query(sqlgen.Range{})
+			}
+		case StepModifyRefresh:
+			q = m.ModifyRefresh(on)
 		case StepModifyQuery:
 			if c.Fence != nil {
 				q, err = m.ModifyQuery(*c.Fence)

@@ -21,8 +21,10 @@ func TestExamplesValidate(t *testing.T) {
 			t.Errorf("%s:\n%v", f, err)
 		}
 	}
-	if _, err := LoadPath("../examples"); err != nil {
-		t.Errorf("examples directory:\n%v", err)
+	for _, dir := range []string{"../examples", "../examples/chain"} {
+		if _, err := LoadPath(dir); err != nil {
+			t.Errorf("%s:\n%v", dir, err)
+		}
 	}
 }
 

@@ -41,6 +41,11 @@ func Hash(s *Spec) string {
 	c.PreventDestroy = false
 	// How a change is made is not what is built either.
 	c.ChangeStrategy = ""
+	// A refresh schedule is changed in place (MODIFY REFRESH); what the
+	// refresh builds, and whether it appends, are part of the hash.
+	if c.Refresh != nil {
+		c.Refresh = &Refresh{Append: c.Refresh.Append}
+	}
 	// Struct fields marshal in declaration order and contain no maps, so
 	// the encoding is canonical; it cannot fail for these field types.
 	b, err := json.Marshal(&c)

@@ -48,6 +48,9 @@ type Spec struct {
 	// place (servers with ALTER TABLE ... MODIFY QUERY, target unchanged),
 	// leaving the rows already in the target as the old query made them.
 	ChangeStrategy string `yaml:"change_strategy,omitempty" json:"change_strategy,omitempty"`
+	// Refresh makes it a refreshable MV (servers with system.view_refreshes):
+	// the query runs on a schedule over the whole source; no backfill.
+	Refresh *Refresh `yaml:"refresh,omitempty" json:"refresh,omitempty"`
 
 	// Origin says where the spec came from, for error messages.
 	Origin Origin `yaml:"-" json:"-"`

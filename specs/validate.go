@@ -103,6 +103,7 @@ func (s *Spec) Validate() Errors {
 	v.cluster()
 	v.backfill()
 	v.changeStrategy()
+	v.refresh()
 	v.errs.sort()
 	return v.errs
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/shirath/shirath/executor"
+	"github.com/shirath/shirath/internal/chclient"
+	"github.com/shirath/shirath/internal/sqlgen"
 	"github.com/shirath/shirath/planner"
 	"github.com/shirath/shirath/specs"
 	"github.com/shirath/shirath/state"
@@ -66,6 +68,9 @@ func loadSpecs(paths []string) ([]*specs.Spec, error) {
 		}
 		seen[addr] = fmt.Sprintf("%s:%d", s.Origin.File, s.Origin.Line)
 	}
+	if err := planner.CheckCycles(all); err != nil {
+		return nil, err
+	}
 	return all, nil
 }
 
@@ -117,6 +122,17 @@ func (c *PlanCmd) Run(a *app, ctx context.Context) error {
 			names = append(names, c.Address())
 		}
 		return fmt.Errorf("the plan would destroy or rebuild %s, protected by prevent_destroy", strings.Join(names, ", "))
+	}
+	// A plan that apply would refuse in part fails too (and is not saved):
+	// in CI, the check goes red, naming what is in the way.
+	var blocked []string
+	for _, c := range plan.Changes {
+		if c.Blocked != "" {
+			blocked = append(blocked, c.Address()+": "+c.Blocked)
+		}
+	}
+	if len(blocked) > 0 {
+		return fmt.Errorf("%d change(s) cannot be applied:\n  %s", len(blocked), strings.Join(blocked, "\n  "))
 	}
 	if c.Out != "" {
 		b, err := json.MarshalIndent(SavedPlan{Plan: *plan, Specs: desired}, "", "  ")
@@ -186,6 +202,7 @@ func (c *ApplyCmd) Run(a *app, ctx context.Context) error {
 	var plan *planner.Plan
 	var st *state.Store
 	var conn *planner.Connector
+	var desired []*specs.Spec
 	if saved != nil {
 		// Apply exactly the saved plan, if the live state is still the one
 		// it was made from.
@@ -201,7 +218,7 @@ func (c *ApplyCmd) Run(a *app, ctx context.Context) error {
 		}
 		plan = &saved.Plan
 	} else {
-		desired, err := loadSpecs(c.Paths)
+		desired, err = loadSpecs(c.Paths)
 		if err != nil {
 			return err
 		}
@@ -244,7 +261,11 @@ func (c *ApplyCmd) Run(a *app, ctx context.Context) error {
 			OnEvent:           prog.event,
 		},
 	}
-	err = ex.Apply(ctx, plan)
+	specsOf := desired
+	if saved != nil {
+		specsOf = saved.Specs
+	}
+	err = a.applyInRounds(ctx, ex, st, conn, plan, specsOf)
 	prog.finish()
 	s := plan.Summary()
 	if err != nil {
@@ -252,6 +273,50 @@ func (c *ApplyCmd) Run(a *app, ctx context.Context) error {
 	}
 	fmt.Fprintf(a.stdout, "\nApply complete! Resources: %d created, %d changed, %d destroyed.\n", s.Create, s.Change, s.Destroy)
 	return nil
+}
+
+// applyInRounds applies the plan. A change deferred until its upstream MV
+// is complete (a chain) is planned again once the round that completes it
+// has finished, and applied, until none is left; a round that leaves the
+// same changes deferred fails, naming what they wait for.
+func (a *app) applyInRounds(ctx context.Context, ex *executor.Executor, st *state.Store, conn *planner.Connector, plan *planner.Plan, desired []*specs.Spec) error {
+	for {
+		err := ex.Apply(ctx, plan)
+		deferred := plan.Deferred()
+		if err != nil || len(deferred) == 0 {
+			if err != nil && len(deferred) > 0 {
+				err = fmt.Errorf("%w\nnot applied, as what they read is not complete: %s", err, strings.Join(deferredList(deferred), "; "))
+			}
+			return err
+		}
+		p := &planner.Planner{Conn: conn, Store: st, Log: a.log.Named("planner")}
+		next, _, err := p.Plan(ctx, desired, false)
+		if err != nil {
+			return err
+		}
+		again := next.Deferred()
+		if len(again) == len(deferred) {
+			return fmt.Errorf("%w: still deferred after their upstream MVs were applied: %s", executor.ErrBlocked, strings.Join(deferredList(again), "; "))
+		}
+		var names []string
+		for _, c := range deferred {
+			names = append(names, c.Address())
+		}
+		fmt.Fprintf(a.stdout, "\nPlanned again, now that what %s read%s is complete:\n", strings.Join(names, ", "), map[bool]string{true: "s", false: ""}[len(names) == 1])
+		renderHuman(a.stdout, next, a.stdoutTTY())
+		if next.Blocked() > 0 {
+			return fmt.Errorf("%w: the plan made again holds changes that cannot be applied (see '! cannot apply')", executor.ErrBlocked)
+		}
+		plan = next
+	}
+}
+
+func deferredList(cs []*planner.ResourceChange) []string {
+	var out []string
+	for _, c := range cs {
+		out = append(out, c.Address()+" "+c.Deferred)
+	}
+	return out
 }
 
 // ValidateCmd is `shirath validate`.
@@ -313,14 +378,58 @@ func (c *StatusCmd) Run(a *app, ctx context.Context) error {
 		}
 		jobs = found
 	}
+	var refresh *chclient.RefreshState
+	if c.Name != "" && len(jobs) == 1 {
+		refresh = a.refreshState(ctx, jobs[0])
+	}
 	if c.JSON {
 		enc := json.NewEncoder(a.stdout)
 		enc.SetIndent("", "  ")
 		if c.Name != "" && len(jobs) == 1 {
-			return enc.Encode(map[string]any{"job": jobs[0]})
+			out := map[string]any{"job": jobs[0]}
+			if refresh != nil {
+				out["refresh"] = refresh
+			}
+			return enc.Encode(out)
 		}
 		return enc.Encode(map[string]any{"jobs": jobs})
 	}
 	renderStatus(a.stdout, jobs, c.Name != "")
+	if refresh != nil {
+		when := func(t *time.Time) string {
+			if t == nil {
+				return "none"
+			}
+			return t.Format(time.RFC3339)
+		}
+		fmt.Fprintf(a.stdout, "refresh: %s, last success %s, next refresh %s\n", refresh.Status, when(refresh.LastSuccess), when(refresh.NextRefresh))
+		if refresh.Exception != "" {
+			fmt.Fprintf(a.stdout, "refresh failed: %s\n", refresh.Exception)
+		}
+	}
+	return nil
+}
+
+// refreshState reads a refreshable MV's state from system.view_refreshes on
+// the first node that answers; nil for another MV, or when no node answers
+// (said on standard error: the job's own status is still shown).
+func (a *app) refreshState(ctx context.Context, j *state.Job) *chclient.RefreshState {
+	sp, err := specs.ParseJSON(j.Config)
+	if err != nil || sp.Refresh == nil {
+		return nil
+	}
+	conn := a.connector()
+	defer conn.Close()
+	topo, err := conn.Topology(ctx, j.ClusterName)
+	if err == nil {
+		for _, n := range topo.Healthy() {
+			st, rerr := chclient.ReadRefreshState(ctx, n.Conn, j.Database, sqlgen.VersionedName(j.Name, max(j.LiveVersion, 1)))
+			if rerr == nil {
+				return st
+			}
+			err = rerr
+		}
+	}
+	fmt.Fprintf(a.stderr, "refresh state of %s.%s not read: %v\n", j.Database, j.Name, err)
 	return nil
 }

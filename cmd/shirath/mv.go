@@ -227,7 +227,7 @@ func (a *app) applySpecs(ctx context.Context, ss []*specs.Spec, waitLock bool, h
 	ex := &executor.Executor{Conn: conn, Store: st, Log: a.log.Named("executor"), Opts: executor.Options{
 		WaitForLock: waitLock, FenceHeadroom: headroom, OnEvent: prog.event,
 	}}
-	err = ex.Apply(ctx, plan)
+	err = a.applyInRounds(ctx, ex, st, conn, plan, ss)
 	prog.finish()
 	if err != nil {
 		return err

@@ -88,6 +88,9 @@ func renderHuman(w io.Writer, p *planner.Plan, color bool) {
 			fmt.Fprintf(w, " on cluster %s", c.Cluster)
 		}
 		fmt.Fprintln(w)
+		for _, d := range c.DependsOn {
+			fmt.Fprintf(w, "      %s\n", d)
+		}
 		for _, st := range c.Steps {
 			fmt.Fprintf(w, "      %s %s: %s\n", paint.paint(col, c.Action.Symbol()), st.Kind, st.Detail)
 			if st.SQL != "" {
@@ -197,6 +200,9 @@ func markdownChange(b *strings.Builder, c *planner.ResourceChange) {
 	fmt.Fprintf(b, "- **reason:** %s\n", mdText(c.Reason))
 	if c.Spec != nil {
 		fmt.Fprintf(b, "- **source:** %s\n", mdCode(c.Database+"."+c.Spec.SourceTable))
+	}
+	for _, d := range c.DependsOn {
+		fmt.Fprintf(b, "- **reads** %s, built by %s\n", mdCode(d.Table), mdCode(d.Address))
 	}
 	if c.Cluster != "" {
 		fmt.Fprintf(b, "- **cluster:** %s\n", mdCode(c.Cluster))

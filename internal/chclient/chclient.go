@@ -69,6 +69,16 @@ type Version struct{ Major, Minor, Patch int }
 
 func (v Version) String() string { return fmt.Sprintf("%d.%d.%d", v.Major, v.Minor, v.Patch) }
 
+// CascadesThroughTarget reports whether rows an MV writes into its TO table
+// fire the MVs that read that table. A behaviour, not a syntax: no probe
+// tells it without creating tables, so it is read off the version. Seen
+// here: ClickHouse 18.16 fires only the MVs that read the upstream MV's own
+// name (FROM db.upstream_mv), never those reading its target; 26.7 fires
+// those reading the target, never those reading the MV's name. Servers
+// changed between the two (InterpreterInsertQuery into the target, 20.x);
+// users run 23.x and later.
+func (v Version) CascadesThroughTarget() bool { return v.Major >= 20 }
+
 // AtLeast reports whether v >= major.minor.
 func (v Version) AtLeast(major, minor int) bool {
 	return v.Major > major || (v.Major == major && v.Minor >= minor)

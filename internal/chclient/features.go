@@ -42,6 +42,9 @@ type Features struct {
 	MovePartition bool
 	// ModifyQuery: ALTER TABLE mv MODIFY QUERY parses.
 	ModifyQuery bool
+	// RefreshableMVs: system.view_refreshes exists (23.12+): CREATE
+	// MATERIALIZED VIEW ... REFRESH EVERY, ALTER TABLE ... MODIFY REFRESH.
+	RefreshableMVs bool
 }
 
 // probeDB names a database that never exists: a probe statement fails there
@@ -66,6 +69,7 @@ func DetectFeatures(ctx context.Context, conn driver.Conn) (Features, error) {
 		{&f.TablesUUID, "SELECT count() FROM system.columns WHERE database = 'system' AND table = 'tables' AND name = 'uuid'"},
 		{&f.TablesAsSelect, "SELECT count() FROM system.columns WHERE database = 'system' AND table = 'tables' AND name = 'as_select'"},
 		{&f.AtomicDatabases, "SELECT count() FROM system.columns WHERE database = 'system' AND table = 'databases' AND name = 'uuid'"},
+		{&f.RefreshableMVs, "SELECT count() FROM system.tables WHERE database = 'system' AND name = 'view_refreshes'"},
 	}
 	for _, c := range counts {
 		var n uint64

@@ -20,7 +20,7 @@ import (
 func newClusterFixture(t *testing.T) (*fixture, *testenv.Cluster) {
 	env := testenv.Load(t)
 	c := env.ClusterDB(t)
-	return &fixture{t: t, env: env, ch: c.Nodes[0], db: c.DB, pg: env.PostgresDB(t), dir: t.TempDir(), addr: c.Addrs[0]}, c
+	return &fixture{t: t, env: env, ch: c.Nodes[0], db: c.DB, pg: env.PostgresDB(t), dir: t.TempDir(), addr: c.Addrs[0], cluster: c}, c
 }
 
 // createClusterProducts makes the usual production layout: a
@@ -96,6 +96,7 @@ func TestClusterApplyExactUnderWrites(t *testing.T) {
 		t.Fatalf("expected a clustered plan with a Replicated target:\n%s", r.stdout)
 	}
 	f.settle(c, prefill+w.rows.Load(), "products", "by_category_data")
+	w.checkLost(t)
 	f.assertClusterExact()
 
 	st := f.mustRun("status", "by_category")
@@ -216,6 +217,7 @@ func TestClusterNodeStoppedDuringApply(t *testing.T) {
 	r := f.mustRun("apply", "--auto-approve", "--wait-lock", f.dir)
 	t.Logf("apply after the node came back:\n%s", r.stdout)
 	f.settle(c, prefill+w.rows.Load(), "products", "by_category_data")
+	w.checkLost(t)
 	f.assertClusterExact()
 	if st, p, tot, _ := f.job("by_category"); st != "completed" || p != tot {
 		t.Fatalf("job after the second apply: %s %d/%d", st, p, tot)
@@ -275,6 +277,7 @@ func TestClusterWholeShardDown(t *testing.T) {
 		t.Fatalf("shard 1 progress moved from %d to %d", shard1, got)
 	}
 	f.settle(c, prefill+w.rows.Load(), "products", "by_category_data")
+	w.checkLost(t)
 	f.assertClusterExact()
 }
 

@@ -54,7 +54,9 @@ type fixture struct {
 	addr string // ClickHouse address shirath talks to
 	// server is the single node under test (nil on the cluster).
 	server *testenv.Single
-	extra  []string
+	// cluster is the cluster under test (nil on a single node).
+	cluster *testenv.Cluster
+	extra   []string
 }
 
 func newFixture(t *testing.T, s *testenv.Single) *fixture {
@@ -200,65 +202,104 @@ func (f *fixture) mustRun(args ...string) result {
 // writer inserts rows with growing ids into the source, at a steady rate,
 // as a CDC stream would, until stopped.
 type writer struct {
+	f       *fixture
+	table   string
 	next    atomic.Uint64
 	rows    atomic.Uint64
 	stop    chan struct{}
 	done    sync.WaitGroup
 	errMu   sync.Mutex
-	err     error // the first failed INSERT
-	errs    int   // failed INSERTs: a CDC writer retries, and so does this one
+	err     error       // the first failed INSERT
+	errs    int         // failed INSERTs: a CDC writer retries, and so does this one
+	lost    [][2]uint64 // the id ranges [first, last] of the failed INSERTs
 	started time.Time
 }
 
-func (w *writer) failed(err error) {
+func (w *writer) failed(err error, first, last uint64) {
 	w.errMu.Lock()
 	defer w.errMu.Unlock()
 	if w.err == nil {
 		w.err = err
 	}
 	w.errs++
+	w.lost = append(w.lost, [2]uint64{first, last})
 }
 
-// startWriter inserts `block` rows every `every` from id start+1 on, into
-// the table given (products, or products_dist on a cluster).
+// startWriter inserts at the rate of `block` rows every `every` from id
+// start+1 on, into the table given (products, or products_dist on a
+// cluster). When an INSERT takes longer than `every` (the machine is
+// loaded), the next one catches up, so that the rate holds.
 func (f *fixture) startWriter(table string, start uint64, block int, every time.Duration) *writer {
-	w := &writer{stop: make(chan struct{}), started: time.Now()}
+	w := &writer{f: f, table: table, stop: make(chan struct{}), started: time.Now()}
 	w.next.Store(start)
 	w.done.Add(1)
+	rate := float64(block) / every.Seconds()
 	go func() {
 		defer w.done.Done()
 		tick := time.NewTicker(every)
 		defer tick.Stop()
+		var due uint64 // rows due so far, written or failed
 		for {
 			select {
 			case <-w.stop:
 				return
 			case <-tick.C:
 			}
-			first := w.next.Add(uint64(block)) - uint64(block)
-			q := fmt.Sprintf("INSERT INTO %s.%s SELECT %d + number + 1, concat('cat', toString((%d + number) %% 97)), toDecimal64((%d + number) %% 1000, 2) / 10, now() FROM numbers(%d)", f.db, table, first, first, first, block)
-			if err := f.ch.Exec(context.Background(), q); err != nil {
-				// The ids of a failed INSERT are skipped, as a sequence skips.
-				w.failed(err)
+			n := uint64(time.Since(w.started).Seconds()*rate) - due
+			if n == 0 {
 				continue
 			}
-			w.rows.Add(uint64(block))
+			n = min(n, uint64(20*block))
+			due += n
+			first := w.next.Add(n) - n
+			q := fmt.Sprintf("INSERT INTO %s.%s SELECT %d + number + 1, concat('cat', toString((%d + number) %% 97)), toDecimal64((%d + number) %% 1000, 2) / 10, now() FROM numbers(%d)", f.db, table, first, first, first, n)
+			if err := f.ch.Exec(context.Background(), q); err != nil {
+				// The ids of a failed INSERT are skipped, as a sequence skips.
+				w.failed(err, first+1, first+n)
+				continue
+			}
+			w.rows.Add(n)
 		}
 	}()
 	return w
 }
 
-// Stop stops the writer and returns the rate it achieved.
+// Stop stops the writer and returns the rate it achieved. An INSERT that
+// failed must have written nothing (the retry-safe kind: a CDC writer that
+// retries it writes each row once): the ids of every failed INSERT are
+// looked for in the source, and the test fails if any is there (on a
+// cluster, by checkLost once the rows are settled).
 func (w *writer) Stop(t *testing.T) float64 {
+	t.Helper()
 	close(w.stop)
 	w.done.Wait()
+	rate := float64(w.rows.Load()) / time.Since(w.started).Seconds()
 	if w.errs > 0 {
 		t.Logf("writer: %d INSERTs failed, the first with: %v", w.errs, w.err)
 	}
 	if w.rows.Load() == 0 {
 		t.Fatalf("writer: no INSERT succeeded: %v", w.err)
 	}
-	return float64(w.rows.Load()) / time.Since(w.started).Seconds()
+	if w.f.cluster == nil {
+		w.checkLost(t)
+	}
+	return rate
+}
+
+// checkLost fails the test if a failed INSERT wrote any row. On a cluster,
+// call it once the Distributed table has sent every row (settle).
+func (w *writer) checkLost(t *testing.T) {
+	t.Helper()
+	for _, r := range w.lost {
+		var n uint64
+		q := fmt.Sprintf("SELECT count() FROM %s.%s WHERE id BETWEEN %d AND %d", w.f.db, w.table, r[0], r[1])
+		if err := w.f.ch.QueryRow(context.Background(), q).Scan(&n); err != nil {
+			t.Fatalf("writer: look for the rows of a failed INSERT: %v", err)
+		}
+		if n > 0 {
+			t.Errorf("writer: an INSERT of ids %d..%d failed, yet %d of its rows are in %s: retrying it would count them twice", r[0], r[1], n, w.table)
+		}
+	}
 }
 
 // rowsOf returns a query's rows as TabSeparated lines (clickhouse-client

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shirath/shirath/internal/chclient"
 	"github.com/shirath/shirath/state"
 )
 
@@ -23,6 +24,8 @@ type MV struct {
 	state.JobView
 	Origin    *string    `json:"origin"`
 	Reconcile *Condition `json:"reconcile"`
+	// Refresh is set for a refreshable MV the daemon has reconciled.
+	Refresh *chclient.RefreshState `json:"refresh,omitempty"`
 }
 
 // Key is database.name.

@@ -15,6 +15,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/shirath/shirath/planner"
 	"github.com/shirath/shirath/specs"
 	"github.com/shirath/shirath/state"
 )
@@ -240,4 +241,20 @@ func StoredSpecs(recs []*state.SpecRecord) map[string]Desired {
 		out[d.Key] = d
 	}
 	return out
+}
+
+// upstreamOf returns sp and the desired specs it reads from, directly or
+// through others (see planner.WithUpstream).
+func (s *Server) upstreamOf(ctx context.Context, sp *specs.Spec) ([]*specs.Spec, error) {
+	all, _, err := s.desiredAll(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var ss []*specs.Spec
+	for _, d := range all {
+		if d.Err == nil && d.Spec != nil {
+			ss = append(ss, d.Spec)
+		}
+	}
+	return planner.WithUpstream(ss, sp), nil
 }

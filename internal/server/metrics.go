@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/shirath/shirath/executor"
+	"github.com/shirath/shirath/internal/chclient"
 	"github.com/shirath/shirath/state"
 )
 
@@ -28,6 +29,9 @@ type metrics struct {
 	batch      prometheus.Histogram
 	reconciles *prometheus.CounterVec
 	errors     *prometheus.CounterVec
+	// Refreshable MVs, as of their last reconcile.
+	refreshLast   *prometheus.GaugeVec
+	refreshFailed *prometheus.GaugeVec
 
 	mu  sync.Mutex
 	mvs map[string]*mvProgress
@@ -72,6 +76,14 @@ func newMetrics(jobs func(ctx context.Context) (map[state.Status]int, error)) *m
 			Name: "shirath_reconcile_errors_total",
 			Help: "Reconcile errors by kind: error and locked are retried, the others are terminal.",
 		}, []string{"kind"}),
+		refreshLast: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "shirath_refresh_last_success_timestamp_seconds",
+			Help: "Unix time of a refreshable MV's last successful refresh (0: none yet).",
+		}, []string{"mv"}),
+		refreshFailed: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "shirath_refresh_failing",
+			Help: "1 when a refreshable MV's last refresh failed (system.view_refreshes.exception is set).",
+		}, []string{"mv"}),
 		mvs: map[string]*mvProgress{},
 	}
 	for _, k := range errorKinds {
@@ -87,6 +99,8 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.batch.Describe(ch)
 	m.reconciles.Describe(ch)
 	m.errors.Describe(ch)
+	m.refreshLast.Describe(ch)
+	m.refreshFailed.Describe(ch)
 }
 
 // Collect implements prometheus.Collector. The job gauge is read from the
@@ -106,6 +120,22 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.batch.Collect(ch)
 	m.reconciles.Collect(ch)
 	m.errors.Collect(ch)
+	m.refreshLast.Collect(ch)
+	m.refreshFailed.Collect(ch)
+}
+
+// refreshed records a refreshable MV's state.
+func (m *metrics) refreshed(mv string, st *chclient.RefreshState) {
+	var last float64
+	if st.LastSuccess != nil {
+		last = float64(st.LastSuccess.Unix())
+	}
+	failing := 0.0
+	if st.Exception != "" {
+		failing = 1
+	}
+	m.refreshLast.WithLabelValues(mv).Set(last)
+	m.refreshFailed.WithLabelValues(mv).Set(failing)
 }
 
 // newRegistry is the registry /metrics serves: the daemon's metrics and the

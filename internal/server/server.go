@@ -27,8 +27,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/shirath/shirath/executor"
+	"github.com/shirath/shirath/internal/chclient"
+	"github.com/shirath/shirath/internal/sqlgen"
 	"github.com/shirath/shirath/planner"
-	"github.com/shirath/shirath/specs"
 	"github.com/shirath/shirath/state"
 )
 
@@ -103,6 +104,8 @@ type keyState struct {
 	fromFile bool
 	// prune: its spec file was removed and the MV is to be dropped.
 	prune bool
+	// refresh: a refreshable MV's state, read at its last reconcile.
+	refresh *chclient.RefreshState
 }
 
 type runningKey struct {
@@ -124,6 +127,9 @@ type Condition struct {
 	Failures      int        `json:"failures"`
 	UpdatedAt     time.Time  `json:"updated_at"`
 	NextAttemptAt *time.Time `json:"next_attempt_at,omitempty"`
+	// Refresh is a refreshable MV's state as of its last reconcile; the
+	// view shows it as the MV's "refresh".
+	Refresh *chclient.RefreshState `json:"-"`
 }
 
 // Condition states.
@@ -488,7 +494,36 @@ func (s *Server) condition(key string) *Condition {
 		return nil
 	}
 	c := ks.cond
+	c.Refresh = ks.refresh
 	return &c
+}
+
+// noteRefresh reads a refreshable MV's state from the first node that
+// answers, for the API and /metrics; a failure to read it is logged, not
+// an error of the MV.
+func (s *Server) noteRefresh(ctx context.Context, conn *planner.Connector, key string, ch *planner.ResourceChange) {
+	if ch.Spec == nil || ch.Spec.Refresh == nil {
+		return
+	}
+	topo, err := conn.Topology(ctx, ch.Cluster)
+	if err != nil {
+		s.log.Warn("read refresh state", "mv", key, "error", err)
+		return
+	}
+	for _, n := range topo.Healthy() {
+		st, err := chclient.ReadRefreshState(ctx, n.Conn, ch.Database, sqlgen.VersionedName(ch.Spec.Name, max(ch.LiveVersion, 1)))
+		if err != nil {
+			s.log.Warn("read refresh state", "mv", key, "node", n.Addr, "error", err)
+			return
+		}
+		s.mu.Lock()
+		if ks := s.keys[key]; ks != nil {
+			ks.refresh = st
+		}
+		s.mu.Unlock()
+		s.metrics.refreshed(key, st)
+		return
+	}
 }
 
 // Reconcile moves one MV a step toward its desired spec: it reads the
@@ -515,8 +550,14 @@ func (s *Server) Reconcile(ctx context.Context, key string) (Result, error) {
 	}
 	conn := s.cfg.Connect()
 	defer conn.Close()
+	// The MVs this one reads from (a chain) are planned with it, so that
+	// it waits until they are complete; each is reconciled under its own key.
+	chain, err := s.upstreamOf(ctx, d.Spec)
+	if err != nil {
+		return Result{}, err
+	}
 	p := &planner.Planner{Conn: conn, Store: s.store, Log: s.log.Named("planner")}
-	plan, snap, err := p.Plan(ctx, []*specs.Spec{d.Spec}, false)
+	plan, snap, err := p.Plan(ctx, chain, false)
 	if err != nil {
 		return Result{}, fmt.Errorf("plan: %w", err)
 	}
@@ -542,7 +583,11 @@ func (s *Server) Reconcile(ctx context.Context, key string) (Result, error) {
 		return Result{}, terminal(CondNeedsAttention, "NeedsAttention", errors.New(job.ErrorMessage))
 	case ch.Blocked != "":
 		return Result{}, terminal(CondBlocked, "Blocked", errors.New(ch.Blocked))
+	case ch.Deferred != "":
+		s.setCond(key, CondWaiting, "WaitingForUpstream", ch.Deferred)
+		return Result{RequeueAfter: s.cfg.WaitRequeue}, nil
 	case ch.Action == planner.NoOp:
+		s.noteRefresh(ctx, conn, key, ch)
 		s.setCond(key, CondRunning, "UpToDate", ch.Reason)
 		return Result{RequeueAfter: s.cfg.Resync}, nil
 	}
@@ -559,6 +604,7 @@ func (s *Server) Reconcile(ctx context.Context, key string) (Result, error) {
 	err = ex.ApplyChange(ctx, ch)
 	switch {
 	case err == nil:
+		s.noteRefresh(ctx, conn, key, ch)
 		s.setCond(key, CondRunning, "Completed", "")
 		return Result{RequeueAfter: s.cfg.Resync}, nil
 	case ctx.Err() != nil:

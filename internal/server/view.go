@@ -50,6 +50,11 @@ func View(job *state.Job, d *Desired, cond *Condition) (json.RawMessage, error) 
 	if err := v.setValue("reconcile", cond); err != nil {
 		return nil, err
 	}
+	if cond != nil && cond.Refresh != nil {
+		if err := v.setValue("refresh", cond.Refresh); err != nil {
+			return nil, err
+		}
+	}
 	msg := ""
 	switch {
 	case d != nil && d.Err != nil:

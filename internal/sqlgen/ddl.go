@@ -123,7 +123,10 @@ func keyExpr(what, e string) (string, error) {
 // CreateMV creates the materialized view writing into the target, fenced so
 // that it only handles rows with key > fence; the backfill covers the rest.
 func (m MV) CreateMV(fence int64, onCluster bool) (string, error) {
-	q, err := m.Query(Range{After: &fence})
+	if m.Spec.Refresh != nil {
+		return m.CreateRefreshable(onCluster)
+	}
+	q, err := m.viewQuery(Range{After: &fence})
 	if err != nil {
 		return "", err
 	}

@@ -11,6 +11,11 @@ func (m MV) MaxKey() string {
 	return fmt.Sprintf("SELECT toInt64(max(%s)) FROM %s", m.key(), m.table(m.Spec.SourceTable))
 }
 
+// MaxKeyCount reads the largest key and the row count of the source.
+func (m MV) MaxKeyCount() string {
+	return fmt.Sprintf("SELECT toInt64(max(%s)), toUInt64(count()) FROM %s", m.key(), m.table(m.Spec.SourceTable))
+}
+
 // CountUpTo reads how many source rows have a key at or below the fence, and
 // the smallest key.
 func (m MV) CountUpTo(fence int64) string {

@@ -79,6 +79,22 @@ type MV struct {
 	// Replicated table's ZooKeeper path, are otherwise released minutes
 	// later, and a rebuild under the same path fails.
 	DropSync bool
+	// ViewSource, when set, is what the view itself reads instead of
+	// Spec.SourceTable, in CREATE MATERIALIZED VIEW only (backfill and
+	// fence read the source table): the upstream MV's name, on a server
+	// where rows an MV writes into its target fire only the MVs reading
+	// that MV's name (chclient.Version.CascadesThroughTarget).
+	ViewSource string
+}
+
+// viewQuery is Query as the view reads: from ViewSource when set.
+func (m MV) viewQuery(r Range) (string, error) {
+	if m.ViewSource != "" {
+		s := *m.Spec
+		s.SourceTable = m.ViewSource
+		m.Spec = &s
+	}
+	return m.Query(r)
 }
 
 // Range selects source rows by the backfill key: key > *After AND key <=

@@ -438,3 +438,28 @@ func TestStageStatements(t *testing.T) {
 		t.Errorf("stage batch: %s", q)
 	}
 }
+
+// TestViewSource: the view reads the upstream MV's name, the backfill the
+// source table.
+func TestViewSource(t *testing.T) {
+	s := &specs.Spec{Name: "by_cat", Database: "db", SourceTable: "clean_data", TargetTable: "by_cat_data",
+		Engine: "SummingMergeTree()", OrderBy: []string{"category"},
+		Columns:     []specs.Column{{Name: "category", Type: "String"}, {Name: "cnt", Type: "UInt64"}},
+		SelectQuery: "SELECT category, count() AS cnt FROM {source_table} GROUP BY category"}
+	s.Backfill.KeyColumn = "id"
+	m := MV{Spec: s, ViewSource: "clean"}
+	q, err := m.CreateMV(10, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(q, "FROM `db`.`clean` WHERE") {
+		t.Errorf("CREATE MATERIALIZED VIEW does not read the view source:\n%s", q)
+	}
+	b, err := m.BackfillBatch(Range{UpTo: i64(10)}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b, "FROM `db`.`clean_data` WHERE") {
+		t.Errorf("the backfill does not read the source table:\n%s", b)
+	}
+}

@@ -87,7 +87,7 @@ func (m MV) Drop(name string, onCluster bool) string { return m.drop(name, onClu
 //
 //	ALTER TABLE db.mv MODIFY QUERY <query with key > fence>
 func (m MV) ModifyQuery(fence int64) (string, error) {
-	q, err := m.Query(Range{After: &fence})
+	q, err := m.viewQuery(Range{After: &fence})
 	if err != nil {
 		return "", err
 	}
