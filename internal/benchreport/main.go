@@ -202,7 +202,10 @@ func write(w io.Writer, runs []*samples, mach []string, status string, files int
 			fmt.Fprintf(w, "%s\n\n", doc.text)
 		}
 		fmt.Fprintf(w, "| figure | compared with | median | range | samples | target |\n|---|---|---|---|---|---|\n")
-		for _, unit := range s.order {
+		units := append([]string{}, s.order...)
+		// Ratios first: they are the figures; seconds and counts give scale.
+		sort.SliceStable(units, func(i, j int) bool { return isRatio(units[i]) && !isRatio(units[j]) })
+		for _, unit := range units {
 			v := s.values[unit]
 			lo, hi := span(v)
 			fd := doc.figures[unit]
@@ -219,11 +222,15 @@ func dash(s string) string {
 	return s
 }
 
+func isRatio(unit string) bool {
+	return strings.Contains(unit, "/") && !strings.HasPrefix(unit, "statements")
+}
+
 // num prints a value in its unit's terms: ratios as 1.23x, seconds as
 // 1.23 s, counts as integers.
 func num(v float64, unit string) string {
 	switch {
-	case strings.Contains(unit, "/") && !strings.HasPrefix(unit, "statements"):
+	case isRatio(unit):
 		return fmt.Sprintf("%.2fx", v)
 	case strings.HasSuffix(unit, "-s"):
 		return fmt.Sprintf("%.2f s", v)

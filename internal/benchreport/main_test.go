@@ -37,7 +37,7 @@ BenchmarkManyMVs-2   	       1	         7.000 20mvs-p20-s	         0.2000 20mvs-
 	var b bytes.Buffer
 	write(&b, runs, []string{"CPUs (`nproc`): 2"}, "clickhouse single :19000 up, version 18.16.1", 2)
 	for _, want := range []string{
-		"| `20mvs-p20/one` 20 MVs, `-parallelism=20` | the same | 0.30x | 0.20x-0.50x | 6 | under 3x |",
+		"| `20mvs-p20/one` 20 MVs, `-parallelism=20` | `shirath apply` of one of them alone | 0.30x | 0.20x-0.50x | 6 | under 3x |",
 		"| `20mvs-p20-s` 20 MVs, 20 at once | - | 6.17 s | 5.00 s-7.00 s | 6 | - |",
 		"| `statements/node` statements sent to the busiest node (the seed) |",
 		"| 19 | 19-19 | 2 | constant |",
