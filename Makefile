@@ -37,8 +37,15 @@ test: up
 
 # Benchmarks report ratios to a baseline run side by side in each iteration
 # (see README, Benchmarks). -p 1: nothing else builds or runs beside them.
+# Their output is kept under .bench/; BENCHMARKS.md is written from it
+# (medians of the -count 3 samples, the machine, the server versions).
 bench: up
-	$(GO) test -tags integration -p 1 -run '^$$' -bench . -benchtime 1x -count 3 -timeout 40m $(PKGS)
+	mkdir -p .bench
+	$(STACK) status > .bench/servers.txt
+	$(GO) test -tags integration -p 1 -run '^$$' -bench . -benchtime 1x -count 3 -timeout 60m $(PKGS) > .bench/bench.txt 2>&1 \
+		|| { cat .bench/bench.txt; exit 1; }
+	cat .bench/bench.txt
+	$(GO) run ./internal/benchreport -servers .bench/servers.txt -o BENCHMARKS.md .bench/bench.txt
 
 demo: up build
 	bash internal/demo/demo.sh

@@ -2,6 +2,7 @@ package executor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -13,11 +14,20 @@ import (
 	"github.com/shirath/shirath/state"
 )
 
-// backfill runs the batches of every copy of the target up to the fence.
+// backfill runs the batches of every copy of the target up to the fence:
+// one stream per copy (one healthy replica of each shard), up to
+// ShardParallelism streams at once. Each stream has its own shard progress
+// and in-flight marker; a stream that fails leaves the others running to
+// their end, and the errors are joined.
 func (r *run) backfill(ctx context.Context) error {
 	if err := r.reload(ctx); err != nil {
 		return err
 	}
+	type stream struct {
+		n  *planner.Node
+		sp *state.ShardProgress
+	}
+	var streams []stream
 	var pending []string
 	for _, group := range r.copies() {
 		sp := r.shardProgress(group[0].Shard, r.copyName(group))
@@ -32,9 +42,13 @@ func (r *run) backfill(ctx context.Context) error {
 			pending = append(pending, fmt.Sprintf("shard %d (%s down)", group[0].Shard, nodeAddrs(group)))
 			continue
 		}
-		if err := r.backfillCopy(ctx, n, sp); err != nil {
-			return err
-		}
+		streams = append(streams, stream{n, sp})
+	}
+	errs := schedule(ctx, len(streams), r.e.Opts.ShardParallelism, nil, func(i int) error {
+		return r.backfillCopy(ctx, streams[i].n, streams[i].sp)
+	})
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
 	if len(pending) > 0 {
 		return fmt.Errorf("backfill incomplete: %s; apply again once a replica of each is back", strings.Join(pending, ", "))
@@ -42,8 +56,7 @@ func (r *run) backfill(ctx context.Context) error {
 	if err := r.dropStage(ctx); err != nil {
 		return err
 	}
-	r.job.Status = state.StatusOptimizing
-	return r.e.Store.UpdateJob(ctx, r.job)
+	return r.setStatus(ctx, state.StatusOptimizing, r.job.ErrorMessage)
 }
 
 func nodeAddrs(ns []*planner.Node) string {
@@ -132,8 +145,9 @@ func (r *run) record(ctx context.Context, sp *state.ShardProgress, hi, rows int6
 	crashPoint("batch-recorded")
 	sp.LastProcessedID = &hi
 	sp.ProcessedRows += rows
+	r.mu.Lock()
 	r.job.ProcessedRows += rows
-	r.job.LastProcessedID = &hi
+	r.mu.Unlock()
 	return nil
 }
 

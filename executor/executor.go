@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -94,9 +95,20 @@ type Options struct {
 	// PostgreSQL is retried, with backoff, before the apply fails [5m];
 	// negative: not retried.
 	StoreRetry time.Duration
-	// OnEvent receives progress; it must not block for long.
+	// Parallelism is how many MVs Apply works on at once [4]; each holds
+	// its own lock and fence.
+	Parallelism int
+	// ShardParallelism is how many copies of a target (shards, or nodes of
+	// a target that does not replicate) are backfilled at once [every one].
+	ShardParallelism int
+	// OnEvent receives progress; it must not block for long. Apply calls it
+	// from one goroutine at a time, whatever the parallelism.
 	OnEvent func(Event)
 }
+
+// DefaultParallelism is how many MVs Apply works on at once unless told, as
+// Terraform's -parallelism.
+const DefaultParallelism = 4
 
 // Executor applies plans.
 type Executor struct {
@@ -104,9 +116,14 @@ type Executor struct {
 	Store Store
 	Log   hclog.Logger
 	Opts  Options
+
+	once    sync.Once
+	eventMu sync.Mutex // serialises OnEvent
 }
 
-func (e *Executor) defaults() {
+func (e *Executor) defaults() { e.once.Do(e.setDefaults) }
+
+func (e *Executor) setDefaults() {
 	o := &e.Opts
 	if o.Holder == "" {
 		host, _ := os.Hostname()
@@ -130,6 +147,9 @@ func (e *Executor) defaults() {
 	if o.StoreRetry == 0 {
 		o.StoreRetry = 5 * time.Minute
 	}
+	if o.Parallelism <= 0 {
+		o.Parallelism = DefaultParallelism
+	}
 	if e.Log == nil {
 		e.Log = hclog.NewNullLogger()
 	}
@@ -143,36 +163,50 @@ func (e *Executor) defaults() {
 
 func (e *Executor) emit(ev Event) {
 	if e.Opts.OnEvent != nil {
+		e.eventMu.Lock()
+		defer e.eventMu.Unlock()
 		e.Opts.OnEvent(ev)
 	}
 }
 
-// Apply applies every change of the plan, one MV at a time, in the plan's
-// order (upstream MVs of a chain first). A change that fails does not stop
-// the others; the errors are joined. Deferred changes are left to the
-// caller, to plan again once their upstream MVs are complete.
+// Apply applies every change of the plan, up to Parallelism MVs at once, in
+// the plan's order (upstream MVs of a chain first, destroys downstream
+// first). A change starts only once every earlier change it is linked to by
+// a dependency (either way) has ended, and not at all when one of those
+// failed. A change that fails does not stop the others; the errors are
+// joined, in the plan's order. Once ctx is done no further MV starts.
+// Deferred changes are left to the caller, to plan again once their
+// upstream MVs are complete.
 func (e *Executor) Apply(ctx context.Context, p *planner.Plan) error {
 	e.defaults()
-	var errs []error
-	for _, c := range p.Changes {
-		if c.Action == planner.NoOp {
-			continue
-		}
-		if c.Blocked != "" {
-			errs = append(errs, fmt.Errorf("%s: %w: %s", c.Address(), ErrBlocked, c.Blocked))
-			continue
-		}
-		if c.Deferred != "" {
-			continue // planned again by the caller once its upstream is complete
-		}
-		if err := e.ApplyChange(ctx, c); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", c.Address(), err))
-			if ctx.Err() != nil {
-				break
-			}
+	errs := make([]error, len(p.Changes))
+	var todo []*planner.ResourceChange
+	var at []int // index in p.Changes of each of todo
+	for i, c := range p.Changes {
+		switch {
+		case c.Action == planner.NoOp:
+		case c.Blocked != "":
+			errs[i] = fmt.Errorf("%w: %s", ErrBlocked, c.Blocked)
+		case c.Deferred != "":
+			// planned again by the caller once its upstream is complete
+		default:
+			todo = append(todo, c)
+			at = append(at, i)
 		}
 	}
-	return errors.Join(errs...)
+	res := schedule(ctx, len(todo), e.Opts.Parallelism, linked(todo), func(k int) error {
+		return e.ApplyChange(ctx, todo[k])
+	})
+	for k, err := range res {
+		errs[at[k]] = err
+	}
+	var out []error
+	for i, err := range errs {
+		if err != nil {
+			out = append(out, fmt.Errorf("%s: %w", p.Changes[i].Address(), err))
+		}
+	}
+	return errors.Join(out...)
 }
 
 // ApplyChange applies the change of one MV under its lock.
@@ -254,15 +288,21 @@ type run struct {
 	mv   sqlgen.MV
 	job  *state.Job
 	topo *planner.Topology
+	// mu guards job while the copies of the target are backfilled at once
+	// (backfill.go): each stream has its own shard progress, but they share
+	// the job's totals and status.
+	mu sync.Mutex
 }
 
 func (r *run) log() hclog.Logger { return r.e.Log.With("mv", r.c.Address()) }
 
 func (r *run) emit(ev Event) {
 	ev.MV = r.c.Address()
+	r.mu.Lock()
 	if r.job != nil && ev.Total == 0 {
 		ev.Processed, ev.Total = r.job.ProcessedRows, r.job.TotalRows
 	}
+	r.mu.Unlock()
 	r.e.emit(ev)
 }
 
@@ -379,6 +419,8 @@ func (r *run) newJob(ctx context.Context) error {
 }
 
 func (r *run) setStatus(ctx context.Context, s state.Status, msg string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.job.Status = s
 	r.job.ErrorMessage = msg
 	return r.e.Store.UpdateJob(ctx, r.job)

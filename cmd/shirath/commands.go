@@ -161,6 +161,7 @@ type ApplyCmd struct {
 	Headroom    time.Duration `name:"fence-headroom" default:"3s" help:"Seconds of the observed insert rate the fence leaves above max(key)."`
 	SourceWait  time.Duration `name:"source-wait" default:"10m" help:"How long to wait for the source to pass the fence before leaving the job waiting."`
 	DDLTimeout  time.Duration `name:"ddl-timeout" default:"30s" help:"distributed_ddl_task_timeout of ON CLUSTER statements: how soon a node that does not answer fails the call."`
+	Parallelism int           `name:"parallelism" placeholder:"N" help:"Work on at most N MVs at once (default 4), and backfill at most N shards of an MV at once (default: every shard)."`
 }
 
 // readSavedPlan returns the saved plan when the single path is a plan file.
@@ -190,6 +191,10 @@ func readSavedPlan(paths []string) (*SavedPlan, error) {
 }
 
 func (c *ApplyCmd) Run(a *app, ctx context.Context) error {
+	if c.Parallelism < 0 {
+		return fmt.Errorf("-parallelism=%d: give a number of MVs of at least 1", c.Parallelism)
+	}
+	a.parallelism = c.Parallelism
 	saved, err := readSavedPlan(c.Paths)
 	if err != nil {
 		return err
@@ -251,6 +256,8 @@ func (c *ApplyCmd) Run(a *app, ctx context.Context) error {
 			FenceHeadroom:     c.Headroom,
 			SourceWaitTimeout: c.SourceWait,
 			DDLTimeout:        c.DDLTimeout,
+			Parallelism:       c.Parallelism,
+			ShardParallelism:  c.Parallelism,
 			OnEvent:           prog.event,
 		},
 	}

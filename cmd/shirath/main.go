@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/term"
 
+	"github.com/shirath/shirath/executor"
 	"github.com/shirath/shirath/internal/chclient"
 	"github.com/shirath/shirath/planner"
 	"github.com/shirath/shirath/state"
@@ -58,6 +59,9 @@ type app struct {
 	stdout io.Writer
 	stderr io.Writer
 	stdin  *os.File
+	// parallelism is apply's -parallelism (0: not given): the connection
+	// pools must hold a query of every MV and shard stream at once.
+	parallelism int
 }
 
 func (a *app) isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
@@ -88,8 +92,11 @@ func (a *app) store(ctx context.Context) (*state.Store, error) {
 
 func (a *app) connector() *planner.Connector {
 	return &planner.Connector{
-		Seed:    a.g.ClickHouse,
-		Options: chclient.Options{User: a.g.CHUser, Password: a.g.CHPassword},
+		Seed: a.g.ClickHouse,
+		// A node runs at most one query per MV applied at once (its shard
+		// streams go to distinct nodes), plus the planner's: a pool too small
+		// makes clickhouse-go fail an acquire after its dial timeout.
+		Options: chclient.Options{User: a.g.CHUser, Password: a.g.CHPassword, MaxOpenConns: max(a.parallelism, executor.DefaultParallelism) + 4},
 		Log:     a.log.Named("clickhouse"),
 	}
 }
@@ -112,6 +119,20 @@ func terraformFlags(args []string) []string {
 		}
 	}
 	return out
+}
+
+// logSent logs, at debug level, how many statements the command sent to
+// each ClickHouse node (what a plan costs a node can be checked with it).
+func logSent(log hclog.Logger, before []chclient.NodeCount) {
+	was := map[string]int64{}
+	for _, c := range before {
+		was[c.Addr] = c.Count
+	}
+	for _, c := range chclient.Sent() {
+		if n := c.Count - was[c.Addr]; n > 0 {
+			log.Debug("clickhouse statements sent", "node", c.Addr, "count", n)
+		}
+	}
 }
 
 func main() {
@@ -158,7 +179,9 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		defer stop()
 		a := &app{g: &cli.Globals, log: log, stdout: stdout, stderr: stderr, stdin: stdin}
 		kctx.BindTo(ctx, (*context.Context)(nil))
+		before := chclient.Sent()
 		err = kctx.Run(a)
+		logSent(log, before)
 		var ee exitError
 		switch {
 		case errors.As(err, &ee):

@@ -411,7 +411,8 @@ type progress struct {
 	mu   sync.Mutex
 	w    io.Writer
 	tty  bool
-	line bool // a bar is drawn on the current line
+	line bool   // a bar is drawn on the current line
+	bar  string // the MV whose bar it is
 }
 
 func newProgress(w io.Writer, tty bool) *progress { return &progress{w: w, tty: tty} }
@@ -423,6 +424,12 @@ func (p *progress) event(ev executor.Event) {
 		pct := percent(ev.Processed, ev.Total)
 		const width = 30
 		n := int(pct / 100 * width)
+		if p.line && p.bar != ev.MV {
+			// Several MVs are applied at once: each redraws its own bar,
+			// never another MV's.
+			fmt.Fprintln(p.w)
+		}
+		p.bar = ev.MV
 		fmt.Fprintf(p.w, "\r%s: [%s%s] %5.1f%% %d/%d rows", ev.MV, strings.Repeat("#", n), strings.Repeat("-", width-n), pct, ev.Processed, ev.Total)
 		p.line = true
 		return

@@ -512,6 +512,29 @@ func TestProgress(t *testing.T) {
 	}
 }
 
+// TestProgressSeveralMVs: MVs applied at once interleave their events; on a
+// terminal each bar is redrawn over its own MV's bar only, and every line
+// names its MV.
+func TestProgressSeveralMVs(t *testing.T) {
+	ev := func(mv string, done int64) executor.Event {
+		return executor.Event{Kind: executor.EventProgress, MV: mv, Step: planner.StepBackfill, Shard: 1, Processed: done, Total: 100, Message: "batch"}
+	}
+	var b bytes.Buffer
+	p := newProgress(&b, true)
+	for _, e := range []executor.Event{ev("db.a", 10), ev("db.a", 20), ev("db.b", 50), ev("db.a", 30), {Kind: executor.EventDone, MV: "db.b", Message: "completed"}} {
+		p.event(e)
+	}
+	p.finish()
+	want := "\rdb.a: [###---------------------------]  10.0% 10/100 rows" +
+		"\rdb.a: [######------------------------]  20.0% 20/100 rows\n" +
+		"\rdb.b: [###############---------------]  50.0% 50/100 rows\n" +
+		"\rdb.a: [#########---------------------]  30.0% 30/100 rows\n" +
+		"db.b: completed\n"
+	if got := b.String(); got != want {
+		t.Errorf("got %q\nwant %q", got, want)
+	}
+}
+
 // hostilePlan carries text that would break the Markdown if it were pasted
 // as it is: tags in a reason, emphasis and links in a message, a fence in
 // the SQL, a node error with angle brackets.

@@ -61,7 +61,7 @@ func Open(ctx context.Context, addr string, o Options) (driver.Conn, error) {
 		conn.Close()
 		return nil, fmt.Errorf("connect to clickhouse %s: %w", addr, err)
 	}
-	return conn, nil
+	return counting{Conn: conn, n: counter(addr)}, nil
 }
 
 // Version is a ClickHouse server version.

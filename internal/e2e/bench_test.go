@@ -62,7 +62,7 @@ func BenchmarkBackfillSorted(b *testing.B) {
 	var base, adaptive, apply, fixed time.Duration
 	var batches int
 	for i := 0; i < b.N; i++ {
-		w.sideBySide(
+		benchSideBySide(
 			func() { base += w.baseline("baseline_data") },
 			func() {
 				r := w.apply(fmt.Sprintf("adaptive_%d", i))
@@ -94,7 +94,7 @@ func BenchmarkBackfillUnsorted(b *testing.B) {
 	w := newBench(b, "(category, id)", benchRows)
 	var base, single, apply, ranged time.Duration
 	for i := 0; i < b.N; i++ {
-		w.sideBySide(
+		benchSideBySide(
 			func() { base += w.baseline("baseline_data") },
 			func() {
 				r := w.apply(fmt.Sprintf("single_%d", i))
@@ -181,17 +181,22 @@ func newBench(b *testing.B, sourceOrder string, rows int) *bench {
 	return w
 }
 
-// sqlMV is the spec as shirath's planner hands it to sqlgen, casts included
-// (on 18.16 sum(Decimal(18,2)) is Decimal(38,2)).
-func (w *bench) sqlMV() sqlgen.MV {
-	ss, err := specs.ParseYAML("bench.yaml", []byte("database: "+w.db+"\n"+fmt.Sprintf(benchSpec, "bench")))
+// sqlMV is the spec as shirath's planner hands it to sqlgen.
+func (w *bench) sqlMV() sqlgen.MV { return benchMV(w.b, w.ch, w.db, "bench") }
+
+// benchMV is the bench spec named name in database db, as shirath's planner
+// hands it to sqlgen, casts included (on 18.16 sum(Decimal(18,2)) is
+// Decimal(38,2)), with the output types asked from the server conn.
+func benchMV(b *testing.B, conn driver.Conn, db, name string) sqlgen.MV {
+	b.Helper()
+	ss, err := specs.ParseYAML("bench.yaml", []byte("database: "+db+"\n"+fmt.Sprintf(benchSpec, name)))
 	if err != nil {
-		w.b.Fatal(err)
+		b.Fatal(err)
 	}
 	m := sqlgen.MV{Spec: ss[0]}
-	types, err := planner.QueryTypes(context.Background(), &planner.Node{Addr: w.addr, Conn: w.ch}, m)
+	types, err := planner.QueryTypes(context.Background(), &planner.Node{Addr: "bench", Conn: conn}, m)
 	if err != nil {
-		w.b.Fatal(err)
+		b.Fatal(err)
 	}
 	m.Casts = map[string]string{}
 	for _, c := range m.Spec.Columns {
@@ -220,9 +225,10 @@ func (w *bench) exec(q string, args ...any) {
 	}
 }
 
-// sideBySide runs the methods of one iteration, in an order that rotates
-// from one run to the next.
-func (w *bench) sideBySide(methods ...func()) {
+// benchSideBySide runs the methods of one iteration, in an order that
+// rotates from one benchmark run to the next (-count 3), so that none is
+// always first or last.
+func benchSideBySide(methods ...func()) {
 	k := int(benchRuns.Add(1)-1) % len(methods)
 	for i := range methods {
 		methods[(i+k)%len(methods)]()
@@ -294,12 +300,111 @@ type sourceDigest struct{ groups, rows, hash uint64 }
 
 func (w *bench) digest(perCategory string) sourceDigest {
 	w.b.Helper()
+	return digestOn(w.b, w.ch, perCategory)
+}
+
+func digestOn(b *testing.B, conn driver.Conn, perCategory string) sourceDigest {
+	b.Helper()
 	var d sourceDigest
 	q := "SELECT count(), sum(c), sum(cityHash64(category, c, toString(s))) FROM (" + perCategory + ")"
-	if err := w.ch.QueryRow(context.Background(), q).Scan(&d.groups, &d.rows, &d.hash); err != nil {
-		w.b.Fatalf("%s: %v", q, err)
+	if err := conn.QueryRow(context.Background(), q).Scan(&d.groups, &d.rows, &d.hash); err != nil {
+		b.Fatalf("%s: %v", q, err)
 	}
 	return d
+}
+
+// timedLine is a line of shirath's stdout and the moment it arrived.
+type timedLine struct {
+	at   time.Time
+	text string
+}
+
+type timedRun struct {
+	lines  []timedLine
+	total  time.Duration // the whole command
+	stderr string
+}
+
+func (r timedRun) stdout() string {
+	var b strings.Builder
+	for _, l := range r.lines {
+		b.WriteString(l.text + "\n")
+	}
+	return b.String()
+}
+
+// runTimed runs the shirath binary built for the benchmarks to its end, with
+// env added to the environment (logs at warn unless env says otherwise), and
+// fails the benchmark if it fails.
+func runTimed(b *testing.B, bin string, env []string, args ...string) timedRun {
+	b.Helper()
+	r, err := tryTimed(b, bin, env, args...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return r
+}
+
+// tryTimed is runTimed returning the command's failure, with its output.
+func tryTimed(b *testing.B, bin string, env []string, args ...string) (timedRun, error) {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(append(os.Environ(), "SHIRATH_LOG_LEVEL=warn"), env...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var r timedRun
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		r.lines = append(r.lines, timedLine{time.Now(), sc.Text()})
+	}
+	err = cmd.Wait()
+	r.total = time.Since(start)
+	r.stderr = stderr.String()
+	if err != nil {
+		return r, fmt.Errorf("shirath %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, r.stdout(), r.stderr)
+	}
+	return r, nil
+}
+
+// span is the backfill part of an apply's output for one MV: from its first
+// backfill step line (emitted once the source's sorting key has been read;
+// with shards backfilled at once, the first shard's) to its OPTIMIZE line
+// (emitted right after the last batch of every shard was recorded).
+type span struct {
+	from, to   time.Time
+	batches    int
+	singlePass bool
+}
+
+func backfillSpan(lines []timedLine, mv string) span {
+	var s span
+	// Progress lines start with "db.name: "; the plan printed before them
+	// holds the same SQL without that prefix.
+	for _, l := range lines {
+		event, ok := strings.CutPrefix(l.text, mv+": ")
+		switch {
+		case !ok:
+		case s.from.IsZero() && (strings.HasPrefix(event, "backfill id <= ") || strings.Contains(event, "one server-side pass")):
+			s.from = l.at
+			s.singlePass = strings.Contains(event, "one server-side pass")
+		case !s.from.IsZero() && strings.HasPrefix(event, "backfill ") && strings.Contains(event, " rows in "):
+			s.batches++
+		case !s.from.IsZero() && s.to.IsZero() && strings.HasPrefix(event, "OPTIMIZE TABLE "):
+			s.to = l.at
+		}
+	}
+	return s
 }
 
 type applyRun struct {
@@ -330,52 +435,13 @@ func (w *bench) apply(name string) applyRun {
 	if err := os.WriteFile(filepath.Join(dir, "spec.yaml"), []byte("database: "+w.db+"\n"+fmt.Sprintf(benchSpec, name)), 0o644); err != nil {
 		w.b.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, w.bin, "apply", "--auto-approve", dir)
-	cmd.Env = append(os.Environ(), "SHIRATH_CH_ADDR="+w.addr, "SHIRATH_PG_URL="+w.pg, "SHIRATH_LOG_LEVEL=warn")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		w.b.Fatal(err)
-	}
-	var r applyRun
-	var out strings.Builder
-	var from, to time.Time
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		w.b.Fatal(err)
-	}
-	// Progress lines start with "db.name: "; the plan printed before them
-	// holds the same SQL without that prefix.
-	mv := w.db + "." + name + ": "
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		now, line := time.Now(), sc.Text()
-		out.WriteString(line + "\n")
-		event, ok := strings.CutPrefix(line, mv)
-		switch {
-		case !ok:
-		case from.IsZero() && (strings.HasPrefix(event, "backfill id <= ") || strings.Contains(event, "one server-side pass")):
-			from = now
-			r.singlePass = strings.Contains(event, "one server-side pass")
-		case !from.IsZero() && strings.HasPrefix(event, "backfill ") && strings.Contains(event, " rows in "):
-			r.batches++
-		case !from.IsZero() && to.IsZero() && strings.HasPrefix(event, "OPTIMIZE TABLE "):
-			to = now
-		}
-	}
-	err = cmd.Wait()
-	r.total = time.Since(start)
-	r.out = out.String()
-	if err != nil {
-		w.b.Fatalf("shirath apply: %v\nstdout:\n%s\nstderr:\n%s", err, r.out, stderr.String())
-	}
-	if from.IsZero() || to.IsZero() || r.batches == 0 {
+	run := runTimed(w.b, w.bin, []string{"SHIRATH_CH_ADDR=" + w.addr, "SHIRATH_PG_URL=" + w.pg}, "apply", "--auto-approve", dir)
+	sp := backfillSpan(run.lines, w.db+"."+name)
+	r := applyRun{total: run.total, out: run.stdout(), batches: sp.batches, singlePass: sp.singlePass}
+	if sp.from.IsZero() || sp.to.IsZero() || r.batches == 0 {
 		w.b.Fatalf("shirath apply: no backfill step, batch or OPTIMIZE line in its output:\n%s", r.out)
 	}
-	r.backfill = to.Sub(from)
+	r.backfill = sp.to.Sub(sp.from)
 	w.exec("DROP TABLE %s", sqlgen.Table(w.db, name))
 	w.checkAndDrop(name + "_data")
 	return r
