@@ -186,9 +186,13 @@ func (r *run) waitDistributedSends(ctx context.Context) error {
 	return nil
 }
 
+// quietShard is how long a copy below the fence must receive nothing to be
+// taken as holding no row in flight.
+const quietShard = 15 * time.Second
+
 // waitEveryCopy waits until every copy of the source (a shard, or a node of
 // a non-replicated source) has passed the fence too, or has received no row
-// for the settle delay (at least a second): the source's maximum passing the
+// for the settle delay (at least quietShard): the source's maximum passing the
 // fence on one shard says nothing of rows still on their way to another, and
 // on 18.16, which has no system.distribution_queue, rows a Distributed table
 // queued (insert_distributed_sync=0) were seen arriving more than ten
@@ -201,7 +205,11 @@ func (r *run) waitEveryCopy(ctx context.Context, f int64, deadline time.Time) er
 	if r.topo.Cluster == "" {
 		return nil
 	}
-	quiet := max(r.c.Spec.Backfill.SettleDelay.Duration, time.Second)
+	// A Distributed table's sender backs off after an error (an INSERT that
+	// raced with the creation of an MV on the shard fails with "Table ...
+	// doesn't exist"), so a shard can go quiet for seconds with rows still
+	// queued for it: seen for more than a second under load.
+	quiet := max(r.c.Spec.Backfill.SettleDelay.Duration, quietShard)
 	type seen struct {
 		count uint64
 		since time.Time
