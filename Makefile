@@ -4,7 +4,7 @@
 GO        ?= go
 STACK     := bash internal/stack/stack.sh
 PKGS      := ./...
-TESTFLAGS ?= -race -count=1 -timeout 40m
+TESTFLAGS ?= -race -count=1 -timeout 75m
 BIN       := bin/shirath
 
 .PHONY: all build up down status unit test integration bench demo fmt vet check clean
