@@ -190,7 +190,7 @@ func TestChangeKilledAtEachStep(t *testing.T) {
 		f.createProducts(prefill)
 		f.writeSpec("by_category", changedSpec(1, ""))
 		f.mustRun("apply", "--auto-approve", f.dir)
-		f.changeKilledAtEachStep(prefill, "products", "", func(k int, _ uint64) { f.assertChangedExact(k) })
+		f.changeKilledAtEachStep(changeCrashPoints, prefill, "products", "", func(k int, _ uint64) { f.assertChangedExact(k) })
 	})
 }
 
@@ -203,10 +203,10 @@ var changeCrashPoints = []string{"change-recorded", "batch-recorded", "swap-prep
 // apply and the one that follows. Readers' table must exist after each kill;
 // after the next apply, the change is finished and assertExact(k, rows)
 // compares the target with version k's query (rows: the source's row count).
-func (f *fixture) changeKilledAtEachStep(prefill uint64, source, extra string, assertExact func(k int, rows uint64)) {
+func (f *fixture) changeKilledAtEachStep(points []string, prefill uint64, source, extra string, assertExact func(k int, rows uint64)) {
 	t := f.t
 	next, rows := prefill, prefill
-	for i, p := range changeCrashPoints {
+	for i, p := range points {
 		k := i + 2
 		// The writer is stopped before the comparison: no row is in flight.
 		w := f.startWriter(source, next, 100, 50*time.Millisecond)
