@@ -2,7 +2,9 @@ package executor
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -87,12 +89,12 @@ func (r *run) dropLeftoversOn(ctx context.Context, n *planner.Node, names []stri
 		sctx, cancel := context.WithTimeout(ctx, cleanupTimeout)
 		start := time.Now()
 		err := r.exec(sctx, n, r.mv.Drop(name, false))
-		timedOut := sctx.Err() != nil && ctx.Err() == nil
+		late := (sctx.Err() != nil || timedOut(err)) && ctx.Err() == nil
 		cancel()
 		switch {
-		case err != nil && timedOut:
-			// The driver reports the deadline as a read timeout: the
-			// context says which it was. The server goes on dropping.
+		case err != nil && late:
+			// The driver reports the deadline as a read timeout, and its
+			// own read timeout can come first. The server goes on dropping.
 			msg := fmt.Sprintf("DROP of %s.%s on %s did not end within %s (the server may still be dropping it; the next apply drops what is left): %v", r.c.Database, name, n.Addr, cleanupTimeout, err)
 			r.log().Warn(msg)
 			r.emit(Event{Kind: EventStep, Step: planner.StepDropOld, Message: msg})
@@ -104,4 +106,11 @@ func (r *run) dropLeftoversOn(ctx context.Context, n *planner.Node, names []stri
 		}
 	}
 	return left, nil
+}
+
+// timedOut: the statement's deadline passed, or the connection's read
+// timeout did first (seen on 18.16 under load for a DROP).
+func timedOut(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
