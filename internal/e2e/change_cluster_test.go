@@ -136,7 +136,7 @@ func TestClusterChangeKilledAtEachStep(t *testing.T) {
 	// change's DROP of the old Replicated target hangs on 18.16 (an open
 	// bug, seen in CI and alone; swap-cleaned leaves it behind after 30 s,
 	// but the driver's read timeout on another node still fails the apply).
-	f.changeKilledAtEachStep(changeCrashPoints[:6], prefill, "products_dist", "cluster: auto\n", func(k int, rows uint64) {
+	f.changeKilledAtEachStep(changeCrashPoints, prefill, "products_dist", "cluster: auto\n", func(k int, rows uint64) {
 		f.settle(c, rows, "products", fmt.Sprintf("by_category_data__v%d", k))
 		f.assertClusterChangedExact(k)
 	})
