@@ -130,14 +130,19 @@ func TestSoak(t *testing.T) {
 		rate := d.w.Stop(t)
 		t.Logf("%s: writer %.0f rows/s, %d rows, %d INSERTs failed", d.label, rate, d.w.rows.Load(), d.w.errs)
 	}
+	complete := map[*soakDeployment]bool{}
 	for _, d := range deps {
-		d.waitComplete(t, 10*time.Minute)
+		complete[d] = d.waitComplete(t, 10*time.Minute)
 	}
 	for _, d := range deps {
 		d.s.Stop()
 	}
+	// The memory figures and the log summary are printed even when a
+	// deployment did not complete: they say what the run saw.
 	for _, d := range deps {
-		d.assertExact(t, prefill)
+		if complete[d] {
+			d.assertExact(t, prefill)
+		}
 		d.s.check(t)
 		d.logSummary(t)
 	}
@@ -271,8 +276,9 @@ func soakRestart(t *testing.T, env *testenv.Env, lockPath string, wait time.Dura
 }
 
 // waitComplete waits until the daemon has every MV completed, the changed
-// one at version 2 and live.
-func (d *soakDeployment) waitComplete(t *testing.T, timeout time.Duration) {
+// one at version 2 and live; when that does not happen within the timeout,
+// it fails the test naming each MV that is not, and returns false.
+func (d *soakDeployment) waitComplete(t *testing.T, timeout time.Duration) bool {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -291,7 +297,7 @@ func (d *soakDeployment) waitComplete(t *testing.T, timeout time.Duration) {
 			changedOK = v == 2 && live == 2
 		}
 		if changedOK {
-			return
+			return true
 		}
 		if time.Now().After(deadline) {
 			for _, j := range jobs {
@@ -299,8 +305,9 @@ func (d *soakDeployment) waitComplete(t *testing.T, timeout time.Duration) {
 					t.Errorf("%s: %s is %s, reconcile %s (%s): %s %s", d.label, j.Name, j.Status, j.Reconcile.State, j.Reconcile.Reason, j.Reconcile.Message, j.Error)
 				}
 			}
-			t.Fatalf("%s: %d of %d MVs completed (the changed one at version 2: %v) %s after the writers stopped (%v); log %s",
+			t.Errorf("%s: %d of %d MVs completed (the changed one at version 2: %v) %s after the writers stopped (%v); log %s",
 				d.label, done, len(d.mvs), changedOK, timeout, err, d.log)
+			return false
 		}
 		time.Sleep(2 * time.Second)
 	}
