@@ -39,6 +39,7 @@ func adoptOne(c *ResourceChange, s *specs.Spec, live *Live) {
 	c.Reason = "objects exist at the spec's names and shirath has no job for them"
 	if down := live.Unreachable(); len(down) > 0 {
 		c.Blocked = "nodes do not answer: " + strings.Join(down, "; ") + ": adopting an MV reads it on every node"
+		c.Unreachable = down
 		return
 	}
 	refuse := func(why string) {

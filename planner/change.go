@@ -88,6 +88,7 @@ func blockOnDown(c *ResourceChange, live *Live) bool {
 		return false
 	}
 	c.Blocked = "nodes do not answer: " + strings.Join(down, "; ") + ": a change builds and switches on every node of the cluster; apply again when they are back"
+	c.Unreachable = down
 	return true
 }
 

@@ -149,6 +149,7 @@ func diffOne(c *ResourceChange, s *specs.Spec, live *Live, job *state.Job) {
 	}
 	if down := live.Unreachable(); len(down) == len(live.Nodes) {
 		c.Blocked = "no ClickHouse node answered: " + strings.Join(down, "; ")
+		c.Unreachable = down
 		return
 	}
 	src := live.Table(db, s.SourceTable)
@@ -227,6 +228,7 @@ func diffOne(c *ResourceChange, s *specs.Spec, live *Live, job *state.Job) {
 			// Every node needs the objects and the fence must hold on every
 			// shard: a creation cannot run with a node missing.
 			c.Blocked = "nodes do not answer: " + strings.Join(down, "; ") + ": creating an MV needs every node of the cluster"
+			c.Unreachable = down
 		}
 		return
 	}

@@ -569,6 +569,11 @@ func TestDiff(t *testing.T) {
 			if tt.want.blocked != nil && len(c.Steps) != 0 {
 				t.Errorf("blocked change has steps %v", kinds(c.Steps))
 			}
+			// Blocked only by nodes that do not answer: they are named, so
+			// that the daemon retries it; no other refusal is retried.
+			if down := strings.Contains(c.Blocked, "do not answer: ") || strings.HasPrefix(c.Blocked, "no ClickHouse node answered"); down != (len(c.Unreachable) > 0) {
+				t.Errorf("blocked %q with unreachable nodes %v", c.Blocked, c.Unreachable)
+			}
 			if got := kinds(c.Steps); !slices.Equal(got, tt.want.steps) {
 				t.Errorf("steps\n got %v\nwant %v", got, tt.want.steps)
 			}

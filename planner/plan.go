@@ -118,6 +118,10 @@ type ResourceChange struct {
 	Diff     string `json:"diff,omitempty"`
 	// Blocked says why apply refuses this change; empty when it can be applied.
 	Blocked string `json:"blocked,omitempty"`
+	// Unreachable: Blocked only because these nodes do not answer, which
+	// may pass (a node restarting): apply refuses the change now, and the
+	// daemon tries it again later instead of waiting for a new spec.
+	Unreachable []string `json:"-"`
 	// PreventDestroy: Blocked because the change would drop or rebuild an
 	// MV whose spec sets prevent_destroy; such a plan fails.
 	PreventDestroy bool        `json:"prevent_destroy,omitempty"`

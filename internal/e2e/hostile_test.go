@@ -305,6 +305,17 @@ func startDaemon(t *testing.T, f *fixture) *hostileDaemon {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cancel(); cmd.Wait() })
+	u, ok := servingURL(out, time.Minute)
+	if !ok {
+		t.Fatal("shirath serve did not start within a minute")
+	}
+	return &hostileDaemon{url: u}
+}
+
+// servingURL reads a starting daemon's stdout until it says where it
+// serves the API; false when it has not within the timeout. The rest of
+// its stdout is read and dropped.
+func servingURL(out io.Reader, timeout time.Duration) (string, bool) {
 	urlc := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
@@ -316,11 +327,10 @@ func startDaemon(t *testing.T, f *fixture) *hostileDaemon {
 	}()
 	select {
 	case u := <-urlc:
-		return &hostileDaemon{url: u}
-	case <-time.After(time.Minute):
-		t.Fatal("shirath serve did not start within a minute")
+		return u, true
+	case <-time.After(timeout):
+		return "", false
 	}
-	return nil
 }
 
 func (d *hostileDaemon) post(t *testing.T, body []byte) int {

@@ -601,6 +601,10 @@ func (s *Server) Reconcile(ctx context.Context, key string) (Result, error) {
 		return Result{}, terminal(CondPaused, "Paused", errors.New("the job is paused: POST /api/mv/"+key+"/backfill rebuilds it"))
 	case job != nil && job.Status == state.StatusNeedsAttention:
 		return Result{}, terminal(CondNeedsAttention, "NeedsAttention", errors.New(job.ErrorMessage))
+	case ch.Blocked != "" && len(ch.Unreachable) > 0:
+		// A node that does not answer may be restarting: retried with
+		// backoff, as any ClickHouse error, not left until the spec changes.
+		return Result{}, errors.New(ch.Blocked)
 	case ch.Blocked != "":
 		return Result{}, terminal(CondBlocked, "Blocked", errors.New(ch.Blocked))
 	case ch.Deferred != "":
