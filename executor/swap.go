@@ -211,6 +211,7 @@ func (r *run) swap(ctx context.Context) error {
 		}},
 	}
 	for _, p := range phases {
+		ctx := withStep(ctx, p.name)
 		for _, n := range r.topo.Nodes {
 			tb, err := r.readTables(ctx, n, names...)
 			if err != nil {
