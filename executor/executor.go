@@ -346,10 +346,13 @@ func (r *run) converge(ctx context.Context) error {
 		case j.Status == state.StatusBackfilling:
 			err = r.backfill(withStep(ctx, "backfill"))
 		case r.backfillStarted():
-			// Failed or paused during the backfill or the OPTIMIZE:
-			// resume from the recorded progress. waitSource would count
-			// again from the first key and copy the batches already done
-			// a second time.
+			// Failed or paused during the backfill or the OPTIMIZE, or
+			// killed after waitSource recorded every copy and before it
+			// recorded the job: resume from the recorded progress.
+			// waitSource would count again from the first key and copy the
+			// batches already done a second time. The job's total is the
+			// copies' (the kill may have come before it was recorded).
+			r.job.TotalRows = r.shardTotal()
 			err = r.setStatus(withStep(ctx, "resume"), state.StatusBackfilling, "")
 		default: // waiting, failed or paused after the fence: wait for the source, then backfill
 			err = r.waitSource(withStep(ctx, "wait"))
@@ -384,6 +387,16 @@ func (r *run) backfillStarted() bool {
 		}
 	}
 	return true
+}
+
+// shardTotal is the rows to backfill of every copy, as waitSource counted
+// them.
+func (r *run) shardTotal() int64 {
+	var total int64
+	for _, sp := range r.job.Shards {
+		total += sp.TotalRows
+	}
+	return total
 }
 
 // recordSpec records the spec with the job when what the hash leaves out
