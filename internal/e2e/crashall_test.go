@@ -35,7 +35,7 @@ const (
 	// loaded machine let the writer run.
 	crashPrefill = 3000
 	// crashParallel point runs at once on a single node.
-	crashParallel = 6
+	crashParallel = 3
 )
 
 // crashSpec is the summing rollup of version sum(price * k), with small
@@ -124,6 +124,10 @@ type crashWorld struct {
 	settle func(f *fixture, rows uint64, tables ...string)
 }
 
+// crashTimed are the steps an apply takes or not by timing: a fence
+// retried, an interrupted batch settled, a failure recorded.
+var crashTimed = regexp.MustCompile(`:(fence-retry|settle|record-failure|resume)/`)
+
 var batchRange = regexp.MustCompile(`batch id in \(\d+, \d+\]`)
 
 // runCrashPoint runs the scenario on a fresh database: with hit.name "",
@@ -143,6 +147,10 @@ func runCrashPoint(t *testing.T, w crashWorld, sc crashScenario, hit crashHit, t
 	spec := ""
 	if sc.live > 0 {
 		spec = f.writeSpec("by_category", crashSpec(sc.live, w.extra))
+		if sc.want == 0 {
+			// Another MV stays: apply refuses a directory without specs.
+			f.writeSpec("other", strings.Replace(crashSpec(1, w.extra), "name: by_category", "name: other", 1))
+		}
 		f.mustRun("apply", "--auto-approve", f.dir)
 	}
 	args := []string{"apply", "--auto-approve"}
@@ -161,10 +169,12 @@ func runCrashPoint(t *testing.T, w crashWorld, sc crashScenario, hit crashHit, t
 		f.extra = []string{"SHIRATH_CRASH_AT=" + hit.String()}
 		r := f.run(args...)
 		if r.code != -1 || !strings.Contains(r.stderr, fmt.Sprintf("crash point %s (hit %d)", hit.name, hit.nth)) {
-			if r.code == 0 && hit.nth > 1 {
-				// A polling loop or the number of batches varies from run to
-				// run: a later hit may not come.
-				out.outcome, out.ok = "not reached in this run (fewer hits)", true
+			if r.code == 0 && (hit.nth > 1 || crashTimed.MatchString(hit.name)) {
+				// The number of batches varies from run to run, and so do
+				// the paths that timing takes (a fence retried when the
+				// writer outran its headroom, a batch settled by the next
+				// apply): a later hit, or such a path, may not come.
+				out.outcome, out.ok = fmt.Sprintf("not reached in this run (exit 0): %d hits, or another path", hit.nth), true
 				return out
 			}
 			out.outcome = fmt.Sprintf("not killed there: exit %d\n%s%s", r.code, r.stdout, r.stderr)
