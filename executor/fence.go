@@ -47,11 +47,6 @@ func (r *run) fence(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// floor is what the last unsafe attempt saw arrive, doubled: a writer
-	// whose INSERTs stall for longer than the rate sample (a loaded
-	// server) looks idle there and then jumps by a whole block, which no
-	// doubling of a headroom of a few keys catches up with.
-	var floor int64
 	for attempt := 0; attempt < r.e.Opts.FenceAttempts; attempt++ {
 		r.emit(Event{Kind: EventStep, Step: planner.StepCreateTarget, Message: "create " + r.mv.Spec.TargetTable})
 		if err := r.ddlAll(ctx, createTarget); err != nil {
@@ -61,7 +56,7 @@ func (r *run) fence(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		headroom := max(int64(math.Ceil(rate*r.e.Opts.FenceHeadroom.Seconds()*math.Pow(2, float64(attempt)))), floor)
+		headroom := int64(math.Ceil(rate * r.e.Opts.FenceHeadroom.Seconds() * math.Pow(2, float64(attempt))))
 		f := top + headroom
 		r.job.CutoffID = &f
 		r.job.FenceVerified = false
@@ -83,7 +78,6 @@ func (r *run) fence(ctx context.Context) error {
 		if ok {
 			return r.fenceVerified(withStep(ctx, "fence-verified"), createTarget, createMV)
 		}
-		floor = 2 * (seen - top)
 		r.log().Warn("fence unsafe: retrying with more headroom", "fence", f, "max_after", seen, "attempt", attempt+1)
 		r.emit(Event{Kind: EventWaiting, Step: planner.StepFence, Message: fmt.Sprintf("fence %d unsafe (max(%s) reached %d before running INSERTs finished): retrying with more headroom", f, key, seen)})
 		if err := r.dropObjects(withStep(ctx, "fence-retry"), r.mv); err != nil {
