@@ -78,7 +78,7 @@ func (r *run) backfillCopy(ctx context.Context, n *planner.Node, sp *state.Shard
 		return err
 	}
 	if sp.InflightQueryID != "" {
-		if err := r.resolveInflight(ctx, n, sp, mode); err != nil {
+		if err := r.resolveInflight(withStep(ctx, "settle"), n, sp, mode); err != nil {
 			return err
 		}
 	}

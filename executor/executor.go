@@ -160,6 +160,9 @@ func (e *Executor) setDefaults() {
 			e.emit(Event{Kind: EventWaiting, Message: fmt.Sprintf("PostgreSQL does not answer (%v): retrying to %s in %s", err, what, delay)})
 		}}
 	}
+	if crashPointsOn {
+		e.Store = pointStore{Store: e.Store}
+	}
 }
 
 func (e *Executor) emit(ev Event) {
@@ -241,6 +244,7 @@ func (e *Executor) ApplyChange(ctx context.Context, c *planner.ResourceChange) (
 	if err != nil {
 		return err
 	}
+	r.instrument()
 	r.mv.DropSync = r.topo.DropSync()
 	if r.job != nil && r.job.Deployment == "" {
 		// Recorded before deployments were: this apply claims it.
@@ -248,9 +252,9 @@ func (e *Executor) ApplyChange(ctx context.Context, c *planner.ResourceChange) (
 	}
 	switch c.Action {
 	case planner.Delete:
-		return r.destroy(ctx)
+		return r.destroy(withStep(ctx, "destroy"))
 	case planner.Replace:
-		if err := r.destroy(ctx); err != nil {
+		if err := r.destroy(withStep(ctx, "destroy")); err != nil {
 			return err
 		}
 		r.job = nil
@@ -261,20 +265,20 @@ func (e *Executor) ApplyChange(ctx context.Context, c *planner.ResourceChange) (
 		}
 		for _, st := range c.Steps {
 			if st.Kind == planner.StepModifyRefresh {
-				if err := r.modifyRefresh(ctx); err != nil {
+				if err := r.modifyRefresh(withStep(ctx, "modify-refresh")); err != nil {
 					return err
 				}
 			}
 		}
 		if job != nil {
-			if err := r.recordSpec(ctx); err != nil {
+			if err := r.recordSpec(withStep(ctx, "record-spec")); err != nil {
 				return err
 			}
 		}
 		for _, st := range c.Steps {
 			switch {
 			case st.Kind == planner.StepCreateDistributed && len(st.Nodes) > 0:
-				if err := r.createDistributed(ctx, st.Nodes); err != nil {
+				if err := r.createDistributed(withStep(ctx, "create-distributed"), st.Nodes); err != nil {
 					return err
 				}
 			case st.Kind == planner.StepDropOld && job != nil && !job.Changing():
@@ -289,9 +293,9 @@ func (e *Executor) ApplyChange(ctx context.Context, c *planner.ResourceChange) (
 		}
 		return r.converge(ctx)
 	case planner.Change:
-		return r.change(ctx)
+		return r.change(withStep(ctx, "change"))
 	case planner.Adopt:
-		return r.adopt(ctx)
+		return r.adopt(withStep(ctx, "adopt"))
 	}
 	return fmt.Errorf("%w: %s changes cannot be applied", ErrBlocked, c.Action)
 }
@@ -326,7 +330,7 @@ func (r *run) emit(ev Event) {
 // repeat: that is what makes a crash at any point recoverable.
 func (r *run) converge(ctx context.Context) error {
 	if r.job == nil {
-		if err := r.newJob(ctx); err != nil {
+		if err := r.newJob(withStep(ctx, "new-job")); err != nil {
 			return err
 		}
 	}
@@ -340,30 +344,33 @@ func (r *run) converge(ctx context.Context) error {
 		case j.Status == state.StatusNeedsAttention:
 			return fmt.Errorf("%w: %s", ErrNeedsAttention, j.ErrorMessage)
 		case !j.FenceVerified && r.c.Spec.Refresh != nil:
-			err = r.createRefreshable(ctx)
+			err = r.createRefreshable(withStep(ctx, "create-refreshable"))
 		case !j.FenceVerified:
-			err = r.fence(ctx)
+			err = r.fence(withStep(ctx, "fence"))
 		case j.Status == state.StatusCompleted && j.Changing():
-			err = r.swap(ctx)
+			err = r.swap(withStep(ctx, "swap"))
 		case j.Status == state.StatusCompleted:
 			r.emit(Event{Kind: EventDone, Message: "completed"})
 			return nil
 		case j.Status == state.StatusOptimizing:
-			err = r.optimize(ctx)
+			err = r.optimize(withStep(ctx, "optimize"))
 		case r.c.Spec.Refresh != nil:
-			err = r.firstRefresh(ctx)
+			err = r.firstRefresh(withStep(ctx, "first-refresh"))
 		case r.c.Spec.Backfill.Disabled:
-			err = r.setStatus(ctx, state.StatusCompleted, "")
+			err = r.setStatus(withStep(ctx, "no-backfill"), state.StatusCompleted, "")
 		case j.Status == state.StatusBackfilling:
-			err = r.backfill(ctx)
+			err = r.backfill(withStep(ctx, "backfill"))
 		case r.backfillStarted():
-			// Failed or paused during the backfill or the OPTIMIZE:
-			// resume from the recorded progress. waitSource would count
-			// again from the first key and copy the batches already done
-			// a second time.
-			err = r.setStatus(ctx, state.StatusBackfilling, "")
+			// Failed or paused during the backfill or the OPTIMIZE, or
+			// killed after waitSource recorded every copy and before it
+			// recorded the job: resume from the recorded progress.
+			// waitSource would count again from the first key and copy the
+			// batches already done a second time. The job's total is the
+			// copies' (the kill may have come before it was recorded).
+			r.job.TotalRows = r.shardTotal()
+			err = r.setStatus(withStep(ctx, "resume"), state.StatusBackfilling, "")
 		default: // waiting, failed or paused after the fence: wait for the source, then backfill
-			err = r.waitSource(ctx)
+			err = r.waitSource(withStep(ctx, "wait"))
 		}
 		if err != nil {
 			if errors.Is(err, ErrNeedsAttention) {
@@ -373,7 +380,7 @@ func (r *run) converge(ctx context.Context) error {
 				return err
 			}
 			msg := err.Error()
-			if uerr := r.setStatus(context.WithoutCancel(ctx), state.StatusFailed, msg); uerr != nil {
+			if uerr := r.setStatus(withStep(context.WithoutCancel(ctx), "record-failure"), state.StatusFailed, msg); uerr != nil {
 				r.log().Error("record failure", "error", uerr)
 			}
 			return err
@@ -395,6 +402,16 @@ func (r *run) backfillStarted() bool {
 		}
 	}
 	return true
+}
+
+// shardTotal is the rows to backfill of every copy, as waitSource counted
+// them.
+func (r *run) shardTotal() int64 {
+	var total int64
+	for _, sp := range r.job.Shards {
+		total += sp.TotalRows
+	}
+	return total
 }
 
 // recordSpec records the spec with the job when what the hash leaves out

@@ -43,7 +43,7 @@ func (r *run) fence(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	rate, err := r.insertRate(ctx)
+	rate, err := r.insertRate(withStep(ctx, "rate-sample"))
 	if err != nil {
 		return err
 	}
@@ -71,21 +71,21 @@ func (r *run) fence(ctx context.Context) error {
 		if err := r.ddlAll(ctx, createMV); err != nil {
 			return err
 		}
-		ok, seen, err := r.verifyFence(ctx, f)
+		ok, seen, err := r.verifyFence(withStep(ctx, "fence-check"), f)
 		if err != nil {
 			return err
 		}
 		if ok {
-			return r.fenceVerified(ctx, createTarget, createMV)
+			return r.fenceVerified(withStep(ctx, "fence-verified"), createTarget, createMV)
 		}
 		r.log().Warn("fence unsafe: retrying with more headroom", "fence", f, "max_after", seen, "attempt", attempt+1)
 		r.emit(Event{Kind: EventWaiting, Step: planner.StepFence, Message: fmt.Sprintf("fence %d unsafe (max(%s) reached %d before running INSERTs finished): retrying with more headroom", f, key, seen)})
-		if err := r.dropObjects(ctx, r.mv); err != nil {
+		if err := r.dropObjects(withStep(ctx, "fence-retry"), r.mv); err != nil {
 			return err
 		}
 		if rate == 0 {
 			// Inserts started after the rate was read as zero.
-			if rate, err = r.insertRate(ctx); err != nil {
+			if rate, err = r.insertRate(withStep(ctx, "rate-sample")); err != nil {
 				return err
 			}
 			if rate == 0 {

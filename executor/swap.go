@@ -197,6 +197,7 @@ func (r *run) swap(ctx context.Context) error {
 		}},
 	}
 	for _, p := range phases {
+		ctx := withStep(ctx, p.name)
 		for _, n := range r.topo.Nodes {
 			tb, err := r.readTables(ctx, n, names...)
 			if err != nil {
@@ -224,7 +225,7 @@ func (r *run) swap(ctx context.Context) error {
 	// version and the switch left is dropped on every node at once. A DROP
 	// that does not end in time does not undo the change: the next plan
 	// shows what is left, and the next apply drops it.
-	left, err := r.dropLeftovers(ctx, r.job.Version)
+	left, err := r.dropLeftovers(withStep(ctx, "swap-cleaned"), r.job.Version)
 	if err != nil {
 		return fmt.Errorf("switch to version %d: %w", r.job.Version, err)
 	}

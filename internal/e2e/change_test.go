@@ -88,10 +88,7 @@ func (r *reader) Stop(t *testing.T) {
 // not have the table; "" when every node has it.
 func (f *fixture) missingOn(table string) string {
 	f.t.Helper()
-	conns, addrs := []driver.Conn{f.ch}, []string{f.addr}
-	if f.cluster != nil {
-		conns, addrs = f.cluster.Nodes, f.cluster.Addrs
-	}
+	conns, addrs := f.nodes()
 	var missing []string
 	for i, c := range conns {
 		var n uint64
@@ -103,6 +100,15 @@ func (f *fixture) missingOn(table string) string {
 		}
 	}
 	return strings.Join(missing, ", ")
+}
+
+// nodes are the connections to every node under test (the cluster's, or
+// the single node) and their addresses.
+func (f *fixture) nodes() ([]driver.Conn, []string) {
+	if f.cluster != nil {
+		return f.cluster.Nodes, f.cluster.Addrs
+	}
+	return []driver.Conn{f.ch}, []string{f.addr}
 }
 
 // tablesOf lists the fixture database's tables with their engines.
