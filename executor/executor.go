@@ -328,6 +328,11 @@ func (r *run) converge(ctx context.Context) error {
 			err = r.createRefreshable(ctx)
 		case !j.FenceVerified:
 			err = r.fence(ctx)
+		case j.Status == state.StatusCompleted && j.Changing() && r.c.HoldSwitch != "":
+			// MVs downstream are rebuilt over this version first: apply
+			// plans them, then the switch (planner/ripple.go).
+			r.emit(Event{Kind: EventWaiting, Message: fmt.Sprintf("version %d is built; %s", j.Version, r.c.HoldSwitch)})
+			return nil
 		case j.Status == state.StatusCompleted && j.Changing():
 			err = r.swap(ctx)
 		case j.Status == state.StatusCompleted:
@@ -409,7 +414,7 @@ func (r *run) newJob(ctx context.Context) error {
 	j := &state.Job{
 		Name: r.c.Name, Database: r.c.Database, SourceTable: r.c.Spec.SourceTable, TargetTable: r.mv.Spec.TargetTable,
 		Status: state.StatusCreating, ClusterName: r.c.Cluster, Nodes: nodes, Config: cfg, SpecHash: specs.Hash(r.c.Spec),
-		Applied: map[string]state.AppliedObject{}, Deployment: r.topo.Deployment,
+		Applied: map[string]state.AppliedObject{}, Deployment: r.topo.Deployment, Reads: r.c.Reads,
 	}
 	if err := r.e.Store.CreateJob(ctx, j); err != nil {
 		return err

@@ -39,11 +39,15 @@ type reader struct {
 }
 
 func (f *fixture) startReader(table string) *reader {
+	return f.startReaderOf(fmt.Sprintf("SELECT count(), sum(cnt) FROM %s.%s", f.db, table))
+}
+
+// startReaderOf reads q (two UInt64 columns) in a loop.
+func (f *fixture) startReaderOf(q string) *reader {
 	r := &reader{stop: make(chan struct{})}
 	r.done.Add(1)
 	go func() {
 		defer r.done.Done()
-		q := fmt.Sprintf("SELECT count(), sum(cnt) FROM %s.%s", f.db, table)
 		for {
 			select {
 			case <-r.stop:
