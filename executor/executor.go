@@ -119,6 +119,19 @@ type Executor struct {
 
 	once    sync.Once
 	eventMu sync.Mutex // serialises OnEvent
+	// switchMu serialises the switches of MVs of one database (by
+	// cluster and database): the rollups of a chain switch at about the
+	// same time, and 18.16 was seen failing a RENAME of one with an error
+	// naming the table a concurrent DROP of the other was dropping.
+	switchMu sync.Map
+}
+
+// switchLock locks the switches of the database of r's MV.
+func (e *Executor) switchLock(r *run) func() {
+	m, _ := e.switchMu.LoadOrStore(r.c.Cluster+"\x00"+r.c.Database, &sync.Mutex{})
+	mu := m.(*sync.Mutex)
+	mu.Lock()
+	return mu.Unlock
 }
 
 func (e *Executor) defaults() { e.once.Do(e.setDefaults) }
@@ -334,7 +347,9 @@ func (r *run) converge(ctx context.Context) error {
 			r.emit(Event{Kind: EventWaiting, Message: fmt.Sprintf("version %d is built; %s", j.Version, r.c.HoldSwitch)})
 			return nil
 		case j.Status == state.StatusCompleted && j.Changing():
+			unlock := r.e.switchLock(r)
 			err = r.swap(ctx)
+			unlock()
 		case j.Status == state.StatusCompleted:
 			r.emit(Event{Kind: EventDone, Message: "completed"})
 			return nil
