@@ -30,7 +30,9 @@ func cleanAt(min int) string {
 func (f *fixture) chainReaders(tables map[string]string) map[string]*reader {
 	out := map[string]*reader{}
 	for table, col := range tables {
-		out[table] = f.startReaderOf(fmt.Sprintf("SELECT count(), toUInt64(sum(%s)) FROM %s.%s", col, f.db, table))
+		r := f.startReaderOf(fmt.Sprintf("SELECT count(), toUInt64(sum(%s)) FROM %s.%s", col, f.db, table))
+		f.t.Cleanup(r.halt) // a test that failed half way leaves no reader behind
+		out[table] = r
 	}
 	return out
 }
