@@ -53,15 +53,17 @@ func linkRead(c, upc *ResourceChange, job, upJob *state.Job, table string, live 
 	if have == nil {
 		have = legacyReads(upc, cascade)
 	}
+	// A Replace builds the same names again, under a job not known yet.
+	same := have.Same(want) && upc.Action != Replace
 	switch {
 	case c.Action == Replace || c.Action == Change && c.Strategy == StrategyRebuild:
 		setReads(c, want) // rebuilt anyway: over the version it must read
-	case c.Action == Change && c.Strategy == StrategyModifyQuery && !have.Same(want) && c.Blocked == "":
+	case c.Action == Change && c.Strategy == StrategyModifyQuery && !same && c.Blocked == "":
 		c.Blocked = fmt.Sprintf("its source %s is rebuilt (%s version %d): %s is rebuilt over it, which change_strategy: modify_query cannot do; remove change_strategy", table, upc.Address(), want.Version, c.Address())
 		return
-	case c.Action == Change && c.Strategy != StrategyRebuild, have.Same(want), c.Blocked != "":
+	case c.Action == Change && c.Strategy != StrategyRebuild, same, c.Blocked != "":
 		setReads(c, have) // what its objects read
-		if c.Action == NoOp || c.Blocked != "" || !have.Same(want) {
+		if c.Action == NoOp || c.Blocked != "" || !same {
 			return
 		}
 	default:

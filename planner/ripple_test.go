@@ -241,3 +241,34 @@ func indexKind(ks []StepKind, k StepKind) int {
 	}
 	return -1
 }
+
+// TestRippleOnReplace: an upstream whose MV went missing is rebuilt from
+// nothing (Replace); the MVs reading it are rebuilt too, once it is
+// complete, over its new job.
+func TestRippleOnReplace(t *testing.T) {
+	w := newRippleWorld(t, true)
+	w.built("clean", 1, true, nil) // the spec is applied: no change
+	delete(w.in.Live[""].Nodes[0].Tables, testDB+".clean")
+	for _, j := range w.jobs {
+		if j.Name != "clean" {
+			j.Reads = readsOf(w.clean, "shop.clean", w.jobs["clean"].ID, 1, true)
+		}
+	}
+	out := byName(Diff(w.in))
+	if c := out["clean"]; c.Action != Replace {
+		t.Fatalf("clean without its MV: %s (%s)", c.Action, c.Reason)
+	}
+	d := out["by_cat"]
+	if d.Action != Change || !strings.HasPrefix(d.Reason, "must be rebuilt: its source shop.clean_data is rebuilt (shop.clean version 1)") ||
+		!strings.Contains(d.Deferred, "this apply must first rebuild it") {
+		t.Errorf("by_cat over a replaced clean: %s, reason %q, deferred %q", d.Action, d.Reason, d.Deferred)
+	}
+	// Replaced: a new job; by_cat reads the old one's version.
+	w.jobs["clean"].ID = 42
+	delete(w.in.Live[""].Nodes[0].Tables, testDB+".by_day") // unrelated drift, kept out of the way
+	w.in.Live[""].Nodes[0].Tables[testDB+".clean"] = &Table{Database: testDB, Name: "clean", Engine: "MaterializedView", CreateQuery: "CREATE MATERIALIZED VIEW shop.clean TO shop.clean_data AS SELECT 1"}
+	d = byName(Diff(w.in))["by_cat"]
+	if d.Action != Change || d.Deferred != "" || d.Reads.Job != 42 || !strings.Contains(d.Reason, "is now shop.clean version 1") {
+		t.Errorf("by_cat after clean was replaced: %s deferred %q reads %+v reason %q", d.Action, d.Deferred, d.Reads, d.Reason)
+	}
+}
