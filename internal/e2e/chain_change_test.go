@@ -104,6 +104,7 @@ func (f *fixture) assertRipplePlan() {
 func TestChainChangeRipples(t *testing.T) {
 	t.Parallel()
 	eachServerKilling(t, func(t *testing.T, f *fixture) {
+		f.runTimeout = 15 * time.Minute // a change builds every level in rounds
 		const prefill = 100_000
 		f.createProducts(prefill)
 		f.writeSpec("clean", cleanAt(10))
@@ -188,6 +189,7 @@ func TestChainChangeRipples(t *testing.T) {
 // every node left with the new versions only.
 func TestClusterChainChangeRipples(t *testing.T) {
 	f, c := newClusterFixture(t)
+	f.runTimeout = 15 * time.Minute // a change builds every level in rounds
 	const prefill = 100_000
 	f.createClusterProducts(c, prefill, true)
 	f.writeClusterChain(cleanAt(10), rippleByCat, rippleByIDs)
