@@ -102,6 +102,7 @@ func (r *run) backfillCopy(ctx context.Context, n *planner.Node, sp *state.Shard
 	} else {
 		r.emit(Event{Kind: EventStep, Step: planner.StepBackfill, Shard: sp.Shard, Message: fmt.Sprintf("backfill %s <= %d on %s", spec.Backfill.KeyColumn, f, n.Addr)})
 	}
+	sz := sizer{target: target, max: int64(spec.Backfill.MaxBatchRows)}
 	for *sp.LastProcessedID < f {
 		// A stop request (SIGTERM) lands between batches: the batch in
 		// flight finishes and is recorded, and a restart resumes after it.
@@ -129,7 +130,7 @@ func (r *run) backfillCopy(ctx context.Context, n *planner.Node, sp *state.Shard
 		}
 		r.emit(Event{Kind: EventProgress, Step: planner.StepBackfill, Shard: sp.Shard, Message: fmt.Sprintf("(%d, %d] %d rows in %s", lo, hi, rows, time.Since(start).Round(time.Millisecond))})
 		if sorted {
-			width = adapt(width, time.Since(start), target, int64(spec.Backfill.MaxBatchRows))
+			width = sz.next(width, time.Since(start))
 		}
 	}
 	sp.Status = state.StatusCompleted
@@ -163,6 +164,32 @@ func (r *run) rerun(ctx context.Context, n *planner.Node, sp *state.ShardProgres
 		return err
 	}
 	return r.record(ctx, sp, hi, rows)
+}
+
+// sizer picks the key range of each batch: adapt scales it toward the
+// target duration. A batch's time is a fixed part (its round trips: the
+// count, the INSERT with its checks, the progress commit) plus a part that
+// grows with its rows. When a smaller range did not take less time, the
+// time is the fixed part (seen on a loaded cluster: 500-row batches taking
+// 3 s, so a backfill of a million rows went on for hours): shrinking further
+// would only multiply the batches, so the range goes back to the previous
+// one and does not shrink below it, until a batch of that size takes more
+// than 4x the target.
+type sizer struct {
+	target       time.Duration
+	max          int64
+	floor, prevW int64
+	prevT        time.Duration
+}
+
+func (s *sizer) next(width int64, took time.Duration) int64 {
+	if s.prevW > 0 && width < s.prevW*9/10 && took >= s.prevT*9/10 {
+		s.floor, width = s.prevW, s.prevW
+	} else if s.floor > 0 && width <= s.floor && took > 4*s.target {
+		s.floor /= 2
+	}
+	s.prevW, s.prevT = width, took
+	return max(adapt(width, took, s.target, s.max), s.floor)
 }
 
 // adapt scales the key range of the next batch toward the target duration,

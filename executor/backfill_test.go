@@ -58,3 +58,33 @@ func TestIntersect(t *testing.T) {
 		t.Fatalf("intersect with nothing = %v", got)
 	}
 }
+
+// TestSizer: batches whose time does not follow their size (a fixed cost
+// per batch, as on a loaded cluster) stop shrinking; batches whose time
+// does follow it shrink toward the target.
+func TestSizer(t *testing.T) {
+	target := 2 * time.Second
+	run := func(cost func(width int64) time.Duration) []int64 {
+		s := sizer{target: target}
+		w := int64(1_000_000)
+		var widths []int64
+		for range 8 {
+			w = s.next(w, cost(w))
+			widths = append(widths, w)
+		}
+		return widths
+	}
+	fixed := run(func(int64) time.Duration { return 3 * time.Second })
+	if last := fixed[len(fixed)-1]; last < 600_000 {
+		t.Errorf("a fixed 3 s per batch shrank the range to %d (%v): it should stay near the first one", last, fixed)
+	}
+	prop := run(func(w int64) time.Duration { return time.Duration(w) * 10 * time.Microsecond })
+	if last := prop[len(prop)-1]; last < 150_000 || last > 250_000 {
+		t.Errorf("time proportional to the range (10 µs a key): range %d (%v), want about 200,000 (2 s)", last, prop)
+	}
+	slow := run(func(w int64) time.Duration { return 10*time.Second + time.Duration(w)*time.Microsecond })
+	t.Logf("fixed %v\nprop %v\nslow %v", fixed, prop, slow)
+	if last := slow[len(slow)-1]; last < 100_000 {
+		t.Errorf("a fixed cost above 4x the target shrank the range to %d (%v)", last, slow)
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/shirath/shirath/internal/chclient"
 	"github.com/shirath/shirath/internal/sqlgen"
 	"github.com/shirath/shirath/planner"
 	"github.com/shirath/shirath/specs"
@@ -223,7 +224,12 @@ func (e *Executor) Apply(ctx context.Context, p *planner.Plan) error {
 }
 
 // ApplyChange applies the change of one MV under its lock.
-func (e *Executor) ApplyChange(ctx context.Context, c *planner.ResourceChange) error {
+func (e *Executor) ApplyChange(ctx context.Context, c *planner.ResourceChange) (err error) {
+	defer func() {
+		if why := chclient.Explain(err); why != "" {
+			err = fmt.Errorf("%w (%s)", err, why)
+		}
+	}()
 	e.defaults()
 	unlock, err := e.Store.Lock(ctx, "mv:"+c.Address(), e.Opts.Holder, e.Opts.WaitForLock, func(holder string, since time.Time) {
 		e.emit(Event{Kind: EventWaiting, MV: c.Address(), Message: fmt.Sprintf("waiting for the lock held by %s since %s", holder, since.Format(time.RFC3339))})
@@ -279,9 +285,18 @@ func (e *Executor) ApplyChange(ctx context.Context, c *planner.ResourceChange) e
 			}
 		}
 		for _, st := range c.Steps {
-			if st.Kind == planner.StepCreateDistributed && len(st.Nodes) > 0 {
+			switch {
+			case st.Kind == planner.StepCreateDistributed && len(st.Nodes) > 0:
 				if err := r.createDistributed(ctx, st.Nodes); err != nil {
 					return err
+				}
+			case st.Kind == planner.StepDropOld && job != nil && !job.Changing():
+				left, err := r.dropLeftovers(ctx, max(job.LiveVersion, 1))
+				if err != nil {
+					return err
+				}
+				if len(left) > 0 {
+					return fmt.Errorf("still not dropped: %s (apply again later)", strings.Join(left, "; "))
 				}
 			}
 		}

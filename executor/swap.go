@@ -3,9 +3,7 @@ package executor
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"time"
 
@@ -201,19 +199,6 @@ func (r *run) swap(ctx context.Context) error {
 			}
 			return []string{sqlgen.Rename(r.c.Database, t, prevT, next, t)}
 		}},
-		{"swap-cleaned", func(n *planner.Node, tb nodeTables, _ bool) []string {
-			if !tb.mergeOver(t, newT) {
-				return nil // not switched: never drop what readers may still see
-			}
-			qs := []string{r.mv.Drop(prevT, false), r.mv.Drop(next, false)}
-			if r.topo.Cluster != "" && tb.reads(d, newT) {
-				qs = append(qs, r.mv.Drop(sqlgen.PrevName(d), false), r.mv.Drop(newD, false))
-			}
-			if live > 1 {
-				qs = append(qs, old.Drop(old.Spec.TargetTable, false), old.Drop(old.StageTable(), false))
-			}
-			return qs
-		}},
 	}
 	for _, p := range phases {
 		for _, n := range r.topo.Nodes {
@@ -227,25 +212,11 @@ func (r *run) swap(ctx context.Context) error {
 			}
 			for _, q := range p.do(n, tb, exchange) {
 				// A switch statement is local DDL and quick; one that hangs
-				// (seen once on 18.16 under heavy load, after a crash at
-				// swap-old-mv-dropped) fails the apply naming it, and the
-				// next apply continues from the server's state.
-				timeout := 2 * r.e.Opts.DDLTimeout
-				if p.name == "swap-cleaned" {
-					timeout = r.e.Opts.DDLTimeout // left behind if it hangs: see below
-				}
-				sctx, cancel := context.WithTimeout(ctx, timeout)
+				// fails the apply naming it, and the next apply continues
+				// from the server's state.
+				sctx, cancel := context.WithTimeout(ctx, 2*r.e.Opts.DDLTimeout)
 				err := r.exec(sctx, n, q)
 				cancel()
-				if err != nil && p.name == "swap-cleaned" && timedOut(err) && ctx.Err() == nil {
-					// Readers are switched already; an old table whose DROP
-					// hangs (seen on 18.16 for a Replicated table, in CI) is
-					// left behind, said, and does not undo the change.
-					msg := fmt.Sprintf("could not drop %s on %s in time (the new version is live; drop it by hand): %v", firstWords(q), n.Addr, err)
-					r.log().Warn(msg)
-					r.emit(Event{Kind: EventStep, Step: planner.StepDropOld, Message: msg})
-					continue
-				}
 				if err != nil {
 					return fmt.Errorf("switch to version %d (%s): %w", r.job.Version, p.name, err)
 				}
@@ -253,6 +224,15 @@ func (r *run) swap(ctx context.Context) error {
 		}
 		crashPoint(p.name)
 	}
+	// Readers see version N on every node that was switched: what the old
+	// version and the switch left is dropped on every node at once. A DROP
+	// that does not end in time does not undo the change: the next plan
+	// shows what is left, and the next apply drops it.
+	left, err := r.dropLeftovers(ctx, r.job.Version)
+	if err != nil {
+		return fmt.Errorf("switch to version %d: %w", r.job.Version, err)
+	}
+	crashPoint("swap-cleaned")
 	// Every node must be switched before the new version is recorded live.
 	for _, n := range r.topo.Nodes {
 		tb, err := r.readTables(ctx, n, names...)
@@ -269,6 +249,10 @@ func (r *run) swap(ctx context.Context) error {
 		return err
 	}
 	crashPoint("swap-recorded")
+	if len(left) > 0 {
+		r.emit(Event{Kind: EventStep, Step: planner.StepDropOld, Message: fmt.Sprintf("version %d is live; left for the next apply to drop: %s", r.job.Version, strings.Join(left, "; "))})
+		return nil
+	}
 	r.emit(Event{Kind: EventStep, Step: planner.StepDropOld, Message: fmt.Sprintf("version %d is live; version %d dropped", r.job.Version, live)})
 	return nil
 }
@@ -342,11 +326,4 @@ func (r *run) modifyQuery(ctx context.Context) error {
 	}
 	r.emit(Event{Kind: EventDone, Message: "query replaced"})
 	return nil
-}
-
-// timedOut: the statement's deadline passed, or the connection's read
-// timeout did first (a DROP that hangs on 18.16 under load fails either way).
-func timedOut(err error) bool {
-	var ne net.Error
-	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }

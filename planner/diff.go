@@ -299,6 +299,11 @@ func diffOne(c *ResourceChange, s *specs.Spec, live *Live, job *state.Job) {
 		c.Steps = append([]Step{{Kind: StepDrop, Detail: "drop the MV, its target and Distributed tables"}}, createSteps(s, c.Cluster, live)...)
 		return
 	}
+	if left := leftovers(s, c.LiveVersion, live); len(left) > 0 {
+		c.Reason = fmt.Sprintf("version %d is live; what earlier versions left is still there (a DROP that did not end): %s", c.LiveVersion, strings.Join(left, "; "))
+		c.Steps = []Step{{Kind: StepDropOld, Detail: "drop " + strings.Join(left, "; ")}}
+		return
+	}
 	if c.Cluster != "" {
 		if m := live.Missing(db, s.DistributedTable); len(m) > 0 {
 			c.Reason = fmt.Sprintf("%s.%s missing on %s", db, s.DistributedTable, strings.Join(m, ", "))
@@ -479,4 +484,32 @@ func recordedSchedule(j *state.Job) string {
 		return ""
 	}
 	return sp.Schedule()
+}
+
+// leftovers lists what the versions before live and the switches to it left
+// (sqlgen.Leftovers) on the nodes whose readers already read version live,
+// as "db.table on node, node".
+func leftovers(s *specs.Spec, live int, l *Live) []string {
+	physT, physD := sqlgen.VersionedName(s.TargetTable, live), sqlgen.VersionedName(s.DistributedTable, live)
+	var out []string
+	for _, name := range sqlgen.Leftovers(s, live) {
+		var on []string
+		for _, ns := range l.Nodes {
+			if ns.Err != nil || ns.Tables[s.Database+"."+name] == nil {
+				continue
+			}
+			t, d := ns.Tables[s.Database+"."+s.TargetTable], ns.Tables[s.Database+"."+s.DistributedTable]
+			if t == nil || t.Engine != "Merge" || !strings.Contains(t.EngineFull, "'"+sqlgen.MergeRegexp(physT)+"'") {
+				continue // not switched there: never what readers may see
+			}
+			if name == physD && (d == nil || d.Engine != "Distributed" || !strings.Contains(d.EngineFull, "'"+physT+"'")) {
+				continue
+			}
+			on = append(on, ns.Node.Addr)
+		}
+		if len(on) > 0 {
+			out = append(out, fmt.Sprintf("%s.%s on %s", s.Database, name, strings.Join(on, ", ")))
+		}
+	}
+	return out
 }

@@ -745,3 +745,39 @@ func TestDiffPreventDestroy(t *testing.T) {
 		t.Errorf("protected and recorded: %s %q, want no-op", c.Action, c.Reason)
 	}
 }
+
+// TestDiffLeftovers: what earlier versions and switches left (a DROP that
+// did not end) is planned as a drop on the nodes whose readers read the
+// live version, and never where they may still read another one.
+func TestDiffLeftovers(t *testing.T) {
+	s := testSpec(t, "")
+	job := testJob(t, s, "", state.StatusCompleted)
+	job.Version, job.LiveVersion = 3, 3
+	named := func(tb *Table, name string) *Table { c := *tb; c.Name = name; return &c }
+	readers := func(physical string) *Table {
+		return &Table{Database: testDB, Name: testTarget, Engine: "Merge", EngineFull: "Merge('shop', '^" + physical + "$')"}
+	}
+	v3 := []*Table{sourceTable("MergeTree"), named(targetTable(), testTarget+"__v3"), named(mvTable(testMVQuery), testMV+"__v3")}
+	for _, tc := range []struct {
+		name   string
+		tables []*Table
+		want   Action
+		reason string
+	}{
+		{"nothing left", append([]*Table{readers(testTarget + "__v3")}, v3...), NoOp, "up to date"},
+		{"switched, old target and v1 MV left", append([]*Table{readers(testTarget + "__v3"), named(targetTable(), testTarget+"__v2"), mvTable(testMVQuery), named(readers(testTarget+"__v2"), testTarget+"__prev")}, v3...), Update,
+			"shop.products_by_category on n1; shop.products_by_category_data__prev on n1; shop.products_by_category_data__v2 on n1"},
+		{"readers not on the live version", append([]*Table{readers(testTarget + "__v2"), named(targetTable(), testTarget+"__v2")}, v3...), NoOp, "up to date"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cs := Diff(Input{Desired: []Desired{{Spec: s}}, Live: live("", up("n1", 1, tc.tables...)), Jobs: []*state.Job{job}})
+			c := cs[0]
+			if c.Action != tc.want || !strings.Contains(c.Reason, tc.reason) {
+				t.Fatalf("action %s, reason %q; want %s with %q", c.Action, c.Reason, tc.want, tc.reason)
+			}
+			if tc.want == Update && (len(c.Steps) != 1 || c.Steps[0].Kind != StepDropOld) {
+				t.Errorf("steps %v, want one %s", kinds(c.Steps), StepDropOld)
+			}
+		})
+	}
+}

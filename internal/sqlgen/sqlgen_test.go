@@ -463,3 +463,17 @@ func TestViewSource(t *testing.T) {
 		t.Errorf("the backfill does not read the source table:\n%s", b)
 	}
 }
+
+// TestLeftovers: the names a switch to version 3 may leave, MVs first, and
+// never the live version's MV or target or readers' names.
+func TestLeftovers(t *testing.T) {
+	s := &specs.Spec{Database: "db", Name: "m", TargetTable: "t", DistributedTable: "d"}
+	got := strings.Join(Leftovers(s, 3), " ")
+	want := "m m__v2 d__v2 d__prev d__v3 t__prev t__next t__v2 _shirath_stage_t__v2"
+	if got != want {
+		t.Errorf("Leftovers(3):\n got %s\nwant %s", got, want)
+	}
+	if l := Leftovers(s, 1); l != nil {
+		t.Errorf("Leftovers(1) = %v, want none", l)
+	}
+}

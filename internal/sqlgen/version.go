@@ -93,3 +93,36 @@ func (m MV) ModifyQuery(fence int64) (string, error) {
 	}
 	return "ALTER TABLE " + m.table(m.Spec.Name) + " MODIFY QUERY " + q, nil
 }
+
+// Leftovers are the names that version live's MV and the switches before it
+// may have left behind, once live is recorded as the version readers see:
+// the MVs of earlier versions first (one of them left would write into a
+// name that is now a Merge table, or into a table about to go), then
+// Distributed tables, then readers' holders and the earlier versions'
+// targets and stages. None of them is read by anyone after a finished
+// switch; a DROP of a Replicated one can take minutes on 18.16 (one
+// ZooKeeper request per node of its part tree), so a switch may leave some
+// for the next apply. The live version's own objects are never in it; the
+// versioned Distributed table of the live version is, because an EXCHANGE
+// leaves the old Distributed table under that name.
+func Leftovers(s *specs.Spec, live int) []string {
+	if live <= 1 {
+		return nil
+	}
+	var mvs, dists, tables []string
+	for k := 1; k < live; k++ {
+		v := Versioned(s, k)
+		mvs = append(mvs, v.Name)
+		if k > 1 {
+			tables = append(tables, v.TargetTable, MV{Spec: v}.StageTable())
+			if s.DistributedTable != "" {
+				dists = append(dists, v.DistributedTable)
+			}
+		}
+	}
+	if s.DistributedTable != "" {
+		dists = append(dists, PrevName(s.DistributedTable), VersionedName(s.DistributedTable, live))
+	}
+	tables = append([]string{PrevName(s.TargetTable), NextName(s.TargetTable)}, tables...)
+	return append(append(mvs, dists...), tables...)
+}

@@ -375,6 +375,15 @@ start-node)
 	node_start "$2"
 	wait_for "ClickHouse $2" 90 ch_answers "${NODE_TCP[$2]}"
 	;;
+restart-node)
+	# Stops a node and starts it again at once, as a restart of its server does.
+	[[ -n ${NODE_TCP[${2:-}]:-} ]] || die "restart-node needs one of ${NODES[*]}"
+	stop_pid "$STACK_DIR/ch-$2/pid"
+	node_start "$2"
+	wait_for "ClickHouse $2" 90 ch_answers "${NODE_TCP[$2]}"
+	;;
+zk-stop) stop_pid "$STACK_DIR/zk/pid" ;;
+zk-start) zk_up ;;
 pg-up)
 	# A PostgreSQL of its own for a test that stops it: pg-up DIR PORT.
 	[[ -n ${2:-} && -n ${3:-} ]] || die "pg-up needs a directory and a port"
@@ -385,5 +394,5 @@ pg-kill)
 	[[ -n ${2:-} ]] || die "pg-kill needs a directory"
 	STACK_DIR=$2 pg_down immediate
 	;;
-*) die "usage: stack.sh up|down|status|stop-node NAME|start-node NAME|pg-up DIR PORT|pg-kill DIR" ;;
+*) die "usage: stack.sh up|down|status|stop-node NAME|start-node NAME|restart-node NAME|zk-stop|zk-start|pg-up DIR PORT|pg-kill DIR" ;;
 esac

@@ -218,6 +218,64 @@ func (e *Env) StopNode(t testing.TB, node string) {
 	t.Cleanup(func() { e.StartNode(t, node) })
 }
 
+// RestartNode stops one node of the local stack's cluster and starts it
+// again at once, waiting until it answers.
+func (e *Env) RestartNode(t testing.TB, node string) {
+	t.Helper()
+	if e.StackDir == "" {
+		t.Fatalf("testenv: restarting a node needs the local stack (make up)")
+	}
+	e.stack(t, "restart-node", node)
+}
+
+// StopZooKeeper stops the local stack's ZooKeeper and starts it again when
+// the test ends, whatever happens. Every Replicated table and ON CLUSTER
+// statement of the cluster depends on it: only a test that runs alone (no
+// t.Parallel, as the cluster tests do) may call it.
+func (e *Env) StopZooKeeper(t testing.TB) {
+	t.Helper()
+	if e.StackDir == "" {
+		t.Fatalf("testenv: stopping ZooKeeper needs the local stack (make up)")
+	}
+	e.stack(t, "zk-stop")
+	t.Cleanup(func() { e.StartZooKeeper(t) })
+}
+
+// StartZooKeeper starts ZooKeeper again and waits until it answers and every
+// cluster node has a session with it again (until then their Replicated
+// tables are read-only and ON CLUSTER fails).
+func (e *Env) StartZooKeeper(t testing.TB) {
+	t.Helper()
+	e.stack(t, "zk-start")
+	deadline := time.Now().Add(90 * time.Second)
+	for _, a := range e.ClusterAddrs {
+		for {
+			err := zkSession(a)
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("testenv: %s has no ZooKeeper session 90 s after ZooKeeper started: %v", a, err)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+}
+
+// zkSession reads ZooKeeper's root through a node: it fails while the node
+// has no session.
+func zkSession(addr string) error {
+	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := chclient.Open(c, addr, chclient.Options{})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_, err = chclient.Strings(c, conn, "SELECT name FROM system.zookeeper WHERE path = '/'")
+	return err
+}
+
 // StartNode starts a node stopped by StopNode and waits until it answers.
 func (e *Env) StartNode(t testing.TB, node string) { t.Helper(); e.stack(t, "start-node", node) }
 

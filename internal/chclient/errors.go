@@ -1,0 +1,42 @@
+package chclient
+
+import (
+	"errors"
+	"strings"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+)
+
+// Error codes of a server that lost ZooKeeper (or ClickHouse Keeper): its
+// session expired or was never made (KEEPER_EXCEPTION, NO_ZOOKEEPER), or a
+// Replicated table is read-only until the session is back
+// (TABLE_IS_READ_ONLY).
+const (
+	codeKeeper       = 999
+	codeNoZooKeeper  = 225
+	codeReadOnlyRepl = 242
+)
+
+// CoordinationLost reports whether err says that the server has no working
+// session with ZooKeeper: Replicated tables and ON CLUSTER statements then
+// fail until it is back.
+func CoordinationLost(err error) bool {
+	var ex *clickhouse.Exception
+	if errors.As(err, &ex) {
+		switch ex.Code {
+		case codeKeeper, codeNoZooKeeper, codeReadOnlyRepl:
+			return true
+		}
+	}
+	return err != nil && strings.Contains(err.Error(), "Coordination::")
+}
+
+// Explain adds what an operator should check to a server error whose
+// message does not say it: "" when there is nothing to add.
+func Explain(err error) string {
+	if CoordinationLost(err) {
+		return "the node has no working ZooKeeper session (ZooKeeper down or unreachable, or the session is being re-established): " +
+			"Replicated tables and ON CLUSTER statements need it; apply again once ZooKeeper answers"
+	}
+	return ""
+}
