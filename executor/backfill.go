@@ -217,9 +217,9 @@ func (r *run) countRange(ctx context.Context, n *planner.Node, lo, hi int64) (in
 
 func (r *run) sourceSortedByKey(ctx context.Context, n *planner.Node) (bool, string, error) {
 	var sk string
-	err := n.Conn.QueryRow(ctx, "SELECT sorting_key FROM system.tables WHERE database = ? AND name = ?", r.c.Database, r.c.Spec.SourceTable).Scan(&sk)
+	err := n.Conn.QueryRow(ctx, "SELECT sorting_key FROM system.tables WHERE database = ? AND name = ?", r.c.Database, r.mv.Spec.SourceTable).Scan(&sk)
 	if err != nil {
-		return false, "", fmt.Errorf("read the sorting key of %s.%s on %s: %w", r.c.Database, r.c.Spec.SourceTable, n.Addr, err)
+		return false, "", fmt.Errorf("read the sorting key of %s.%s on %s: %w", r.c.Database, r.mv.Spec.SourceTable, n.Addr, err)
 	}
 	// 26.x prints a key written ORDER BY (`id`) as "(id)".
 	first := strings.TrimSpace(strings.Split(sk, ",")[0])

@@ -120,6 +120,19 @@ type Executor struct {
 
 	once    sync.Once
 	eventMu sync.Mutex // serialises OnEvent
+	// switchMu serialises the switches of MVs of one database (by
+	// cluster and database): the rollups of a chain switch at about the
+	// same time, and 18.16 was seen failing a RENAME of one with an error
+	// naming the table a concurrent DROP of the other was dropping.
+	switchMu sync.Map
+}
+
+// switchLock locks the switches of the database of r's MV.
+func (e *Executor) switchLock(r *run) func() {
+	m, _ := e.switchMu.LoadOrStore(r.c.Cluster+"\x00"+r.c.Database, &sync.Mutex{})
+	mu := m.(*sync.Mutex)
+	mu.Lock()
+	return mu.Unlock
 }
 
 func (e *Executor) defaults() { e.once.Do(e.setDefaults) }
@@ -347,8 +360,15 @@ func (r *run) converge(ctx context.Context) error {
 			err = r.createRefreshable(withStep(ctx, "create-refreshable"))
 		case !j.FenceVerified:
 			err = r.fence(withStep(ctx, "fence"))
+		case j.Status == state.StatusCompleted && j.Changing() && r.c.HoldSwitch != "":
+			// MVs downstream are rebuilt over this version first: apply
+			// plans them, then the switch (planner/ripple.go).
+			r.emit(Event{Kind: EventWaiting, Message: fmt.Sprintf("version %d is built; %s", j.Version, r.c.HoldSwitch)})
+			return nil
 		case j.Status == state.StatusCompleted && j.Changing():
+			unlock := r.e.switchLock(r)
 			err = r.swap(withStep(ctx, "swap"))
+			unlock()
 		case j.Status == state.StatusCompleted:
 			r.emit(Event{Kind: EventDone, Message: "completed"})
 			return nil
@@ -441,7 +461,7 @@ func (r *run) newJob(ctx context.Context) error {
 	j := &state.Job{
 		Name: r.c.Name, Database: r.c.Database, SourceTable: r.c.Spec.SourceTable, TargetTable: r.mv.Spec.TargetTable,
 		Status: state.StatusCreating, ClusterName: r.c.Cluster, Nodes: nodes, Config: cfg, SpecHash: specs.Hash(r.c.Spec),
-		Applied: map[string]state.AppliedObject{}, Deployment: r.topo.Deployment,
+		Applied: map[string]state.AppliedObject{}, Deployment: r.topo.Deployment, Reads: r.c.Reads,
 	}
 	if err := r.e.Store.CreateJob(ctx, j); err != nil {
 		return err

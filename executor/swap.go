@@ -32,7 +32,7 @@ func (r *run) change(ctx context.Context) error {
 		return r.modifyQuery(ctx)
 	}
 	hash := specs.Hash(r.c.Spec)
-	if r.job.SpecHash == hash && r.job.Changing() {
+	if r.job.SpecHash == hash && r.job.Changing() && r.job.Reads.Same(r.c.Reads) {
 		return r.converge(ctx) // started by an apply that stopped
 	}
 	if want := max(r.job.LiveVersion, 1) + 1; r.c.Version != want {
@@ -56,7 +56,11 @@ func (r *run) change(ctx context.Context) error {
 		return err
 	}
 	j := r.job
-	j.Version, j.Config, j.SpecHash, j.SourceTable = r.c.Version, cfg, hash, r.c.Spec.SourceTable
+	liveReads := j.Reads
+	if j.Changing() && j.Reads != nil {
+		liveReads = j.Reads.Live
+	}
+	j.Version, j.Config, j.SpecHash, j.SourceTable, j.Reads = r.c.Version, cfg, hash, r.c.Spec.SourceTable, r.c.Reads.Building(liveReads)
 	j.Status, j.FenceVerified, j.ErrorMessage = state.StatusCreating, false, ""
 	j.CutoffID, j.LastProcessedID, j.TotalRows, j.ProcessedRows = nil, nil, 0, 0
 	j.Applied, j.Shards = map[string]state.AppliedObject{}, nil
@@ -241,7 +245,7 @@ func (r *run) swap(ctx context.Context) error {
 		}
 	}
 	now := time.Now()
-	r.job.LiveVersion, r.job.SwitchedAt = r.job.Version, &now
+	r.job.LiveVersion, r.job.SwitchedAt, r.job.Reads = r.job.Version, &now, r.job.Reads.Switched()
 	if err := r.e.Store.UpdateJob(ctx, r.job); err != nil {
 		return err
 	}
@@ -286,6 +290,9 @@ func (r *run) abandon(ctx context.Context) error {
 		return err
 	}
 	j.Version, j.Config, j.SpecHash, j.SourceTable = live, cfg, specs.Hash(r.c.Spec), r.c.Spec.SourceTable
+	if j.Reads != nil {
+		j.Reads = j.Reads.Live // what the live version reads
+	}
 	j.Status, j.FenceVerified, j.ErrorMessage = state.StatusCompleted, true, ""
 	j.Applied, j.Shards = map[string]state.AppliedObject{"mv": {Server: srv}}, nil
 	return r.e.Store.UpdateJob(ctx, j)

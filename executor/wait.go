@@ -130,8 +130,8 @@ func (r *run) syncSource(ctx context.Context, n *planner.Node) error {
 		return nil
 	}
 	var engine string
-	if err := n.Conn.QueryRow(ctx, "SELECT engine FROM system.tables WHERE database = ? AND name = ?", r.c.Database, r.c.Spec.SourceTable).Scan(&engine); err != nil {
-		return fmt.Errorf("read the engine of %s.%s on %s: %w", r.c.Database, r.c.Spec.SourceTable, n.Addr, err)
+	if err := n.Conn.QueryRow(ctx, "SELECT engine FROM system.tables WHERE database = ? AND name = ?", r.c.Database, r.mv.Spec.SourceTable).Scan(&engine); err != nil {
+		return fmt.Errorf("read the engine of %s.%s on %s: %w", r.c.Database, r.mv.Spec.SourceTable, n.Addr, err)
 	}
 	if !strings.HasPrefix(engine, "Replicated") {
 		return nil

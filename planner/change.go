@@ -56,11 +56,8 @@ func diffChange(c *ResourceChange, s *specs.Spec, live *Live, job *state.Job) {
 	if blockOnDown(c, live) {
 		return
 	}
-	if rs := readersOf(live, s, job); len(rs) > 0 {
-		c.Blocked = fmt.Sprintf("%s read %s.%s: a change makes %s a Merge table over the new version, which would stop feeding them. "+
-			"Changing an MV that other MVs read is not supported yet", strings.Join(rs, ", "), s.Database, s.TargetTable, s.TargetTable)
-		return
-	}
+	// MVs that read this one's target are rebuilt along (ripple.go), or,
+	// when they are not among the specs planned, refuse the change there.
 	if c.Strategy == StrategyModifyQuery {
 		modifyQuery(c, s, live, job, applied)
 		return

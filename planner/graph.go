@@ -6,7 +6,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/shirath/shirath/internal/sqlgen"
 	"github.com/shirath/shirath/specs"
 	"github.com/shirath/shirath/state"
 )
@@ -130,6 +129,11 @@ func linkChanges(out []*ResourceChange, in Input) []*ResourceChange {
 	}
 	prod := producers(all)
 	readers := map[string][]string{} // upstream address -> desired specs reading it
+	type link struct {
+		c, up *ResourceChange
+		table string
+	}
+	var reads []link
 	for _, c := range out {
 		if c.Spec == nil {
 			continue
@@ -165,17 +169,27 @@ func linkChanges(out []*ResourceChange, in Input) []*ResourceChange {
 				table, up, upc.Spec.TargetTable)
 			continue
 		}
-		if l := in.Live[c.Cluster]; l != nil && !cascadesThroughTarget(l) {
-			live := 1
-			if j := jobs[up]; j != nil {
-				live = max(j.LiveVersion, 1)
+		if c.Spec.Refresh != nil {
+			// A refreshable MV reads its source with a SELECT on
+			// schedule: the readers' name serves it, whatever version.
+			if reason := unsettled(upc, jobs[up]); reason != "" && c.Action != NoOp {
+				defer_(c, up, table, reason)
 			}
-			c.ViewSource = sqlgen.VersionedName(upc.Spec.Name, live)
+			continue
 		}
-		if reason := unsettled(byAddr[up], jobs[up]); reason != "" && c.Action != Delete && c.Action != NoOp {
-			defer_(c, up, table, reason)
-		}
+		reads = append(reads, link{c, upc, table})
 	}
+	// Upstream first: a downstream MV sees what its upstream's change
+	// became (a rebuild rippling down a chain of several levels).
+	rank := map[*ResourceChange]int{}
+	for i, c := range orderChanges(slices.Clone(out)) {
+		rank[c] = i
+	}
+	sort.SliceStable(reads, func(i, k int) bool { return rank[reads[i].c] < rank[reads[k].c] })
+	for _, l := range reads {
+		linkRead(l.c, l.up, jobs[l.c.Address()], jobs[l.up.Address()], l.table, in.Live[l.c.Cluster])
+	}
+	holdSwitches(out, in, jobs)
 	for _, c := range out {
 		if c.Action == Delete && len(readers[c.Address()]) > 0 && c.Blocked == "" {
 			sort.Strings(readers[c.Address()])

@@ -6,6 +6,7 @@ import (
 
 	"github.com/shirath/shirath/internal/sqlgen"
 	"github.com/shirath/shirath/specs"
+	"github.com/shirath/shirath/state"
 )
 
 // FormatVersion is the version of the JSON plan format. Bump the major
@@ -81,6 +82,7 @@ const (
 	StepDropOld           StepKind = "drop_old_version"
 	StepModifyQuery       StepKind = "modify_query"
 	StepWaitUpstream      StepKind = "wait_for_upstream"
+	StepWaitDownstream    StepKind = "wait_for_downstream"
 	StepModifyRefresh     StepKind = "modify_refresh"
 	StepFirstRefresh      StepKind = "first_refresh"
 	StepAdopt             StepKind = "adopt"
@@ -152,14 +154,32 @@ type ResourceChange struct {
 	// source table: the upstream MV's name, on servers where an MV's
 	// writes into its target fire only MVs reading the MV's name.
 	ViewSource string `json:"view_source,omitempty"`
+	// Reads is the physical version of the upstream MV that this one's
+	// view, fence and backfill read (a chain; see ripple.go), recorded with
+	// the job. nil when the source is a plain table.
+	Reads *state.Reads `json:"reads,omitempty"`
+	// HoldSwitch says why the switch of a change waits once its version is
+	// built: MVs downstream must first be rebuilt over that version and
+	// switched (apply plans them, then the switch, in further rounds).
+	HoldSwitch string `json:"hold_switch,omitempty"`
 	// LiveSpec describes the live objects an Adopt change adopts: the job
 	// records it as version 1 (the spec itself when they match).
 	LiveSpec *specs.Spec `json:"live_spec,omitempty"`
 }
 
 // MV is the SQL generator of the version the change works on.
+// A chain's downstream MV reads the upstream's physical version (Reads):
+// its fence and backfill read Reads.Table, its view Reads.View.
 func (c *ResourceChange) MV() sqlgen.MV {
-	return sqlgen.MV{Spec: sqlgen.Versioned(c.Spec, c.Version), Cluster: c.Cluster, TargetEngine: c.TargetEngine, Casts: c.Casts, ViewSource: c.ViewSource}
+	s := sqlgen.Versioned(c.Spec, c.Version)
+	view := c.ViewSource
+	if c.Reads != nil {
+		s.SourceTable, view = c.Reads.Table, ""
+		if c.Reads.View != c.Reads.Table {
+			view = c.Reads.View
+		}
+	}
+	return sqlgen.MV{Spec: s, Cluster: c.Cluster, TargetEngine: c.TargetEngine, Casts: c.Casts, ViewSource: view}
 }
 
 // Address is database.name.

@@ -88,6 +88,10 @@ type Job struct {
 	// managed it, and its job was recorded without DDL or backfill. nil for
 	// an MV shirath created.
 	AdoptedAt *time.Time
+	// Reads is what the job's Version reads when its source is another
+	// MV's target (a chain); nil otherwise, and for a job recorded before
+	// it was kept (which reads version 1's names).
+	Reads *Reads
 
 	// VerifiedAt is when the last verify that found no difference ended;
 	// LastVerify the summary of the last verify, passed or not. Only
@@ -100,6 +104,62 @@ type Job struct {
 	UpdatedAt    time.Time
 
 	Shards []ShardProgress // loaded with the job, ordered by shard and replica
+}
+
+// Reads names the physical version of an upstream MV that a downstream MV
+// reads: ClickHouse binds an MV to its source by name, and the upstream's
+// readers' name becomes a Merge table (which receives no INSERT) once it has
+// been changed, so a downstream view reads the physical objects.
+type Reads struct {
+	// Upstream is the upstream MV, database.name; Job and Version its job
+	// and the version read (Job 0: not known, for a job recorded before).
+	Upstream string `json:"upstream"`
+	Job      int64  `json:"job"`
+	Version  int    `json:"version"`
+	// Table is the physical table the fence and the backfill read
+	// ({target_table}__vN); View what the view reads: the same table, or
+	// on servers where an MV's writes fire only the MVs reading its name
+	// (18.16), the upstream MV's physical name.
+	Table string `json:"table"`
+	View  string `json:"view"`
+	// Live is what the live version reads while a change builds another
+	// (put back when the change is abandoned); nil otherwise.
+	Live *Reads `json:"live,omitempty"`
+}
+
+// Building returns what a change's new version reads (r), remembering what
+// the live version reads (live, the job's Reads before the change).
+func (r *Reads) Building(live *Reads) *Reads {
+	if r == nil {
+		return nil
+	}
+	c := *r
+	if live != nil {
+		l := *live
+		l.Live = nil
+		c.Live = &l
+	}
+	return &c
+}
+
+// Switched is what the job reads once the version that r describes is live.
+func (r *Reads) Switched() *Reads {
+	if r == nil {
+		return nil
+	}
+	c := *r
+	c.Live = nil
+	return &c
+}
+
+// Same reports whether two Reads name the same version of the same
+// upstream; a Job of 0 (unknown) matches any job.
+func (r *Reads) Same(o *Reads) bool {
+	if r == nil || o == nil {
+		return r == o
+	}
+	return r.Upstream == o.Upstream && r.Version == o.Version && r.Table == o.Table && r.View == o.View &&
+		(r.Job == o.Job || r.Job == 0 || o.Job == 0)
 }
 
 // VerifySummary is what the job store keeps of a verify.

@@ -14,7 +14,7 @@ import (
 const jobColumns = `id, name, database, source_table, target_table, status, cluster_name, nodes,
 	cutoff_id, total_rows, processed_rows, last_processed_id, config, spec_hash, applied,
 	fence_verified, error_message, inserted_at, updated_at, deployment,
-	version, live_version, previous_config, switched_at, verified_at, last_verify, adopted_at`
+	version, live_version, previous_config, switched_at, verified_at, last_verify, adopted_at, reads`
 
 const shardColumns = `job_id, shard, replica, status, total_rows, processed_rows, last_processed_id,
 	inflight_lo, inflight_hi, inflight_query_id, error_message, updated_at`
@@ -35,13 +35,13 @@ func (s *Store) CreateJob(ctx context.Context, j *Job) error {
 		err := tx.QueryRow(ctx, `INSERT INTO mv_jobs (name, database, source_table, target_table, status,
 				cluster_name, nodes, cutoff_id, total_rows, processed_rows, last_processed_id, config,
 				spec_hash, applied, fence_verified, error_message, deployment,
-				version, live_version, previous_config, switched_at, adopted_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)
+				version, live_version, previous_config, switched_at, adopted_at, reads)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)
 			RETURNING id, inserted_at, updated_at`,
 			j.Name, j.Database, j.SourceTable, j.TargetTable, j.Status, nullString(j.ClusterName),
 			nonNilNodes(j.Nodes), j.CutoffID, j.TotalRows, j.ProcessedRows, j.LastProcessedID, j.Config,
 			j.SpecHash, nonNilApplied(j.Applied), j.FenceVerified, nullString(j.ErrorMessage), j.Deployment,
-			version(j.Version), version(j.LiveVersion), nullJSON(j.PreviousConfig), j.SwitchedAt, j.AdoptedAt,
+			version(j.Version), version(j.LiveVersion), nullJSON(j.PreviousConfig), j.SwitchedAt, j.AdoptedAt, j.Reads,
 		).Scan(&j.ID, &j.InsertedAt, &j.UpdatedAt)
 		if err != nil {
 			return err
@@ -171,14 +171,14 @@ func (s *Store) UpdateJob(ctx context.Context, j *Job) error {
 					THEN (`+shardsLastID+`) ELSE $12 END,
 				config = $13, spec_hash = $14, applied = $15, fence_verified = $16, error_message = $17,
 				deployment = CASE WHEN deployment = '' THEN $18 ELSE deployment END,
-				version = $19, live_version = $20, previous_config = $21, switched_at = $22, adopted_at = $23,
+				version = $19, live_version = $20, previous_config = $21, switched_at = $22, adopted_at = $23, reads = $24,
 				updated_at = now()
 			WHERE id = $1
 			RETURNING processed_rows, last_processed_id, updated_at`,
 			j.ID, j.Name, j.Database, j.SourceTable, j.TargetTable, j.Status, nullString(j.ClusterName),
 			nonNilNodes(j.Nodes), j.CutoffID, j.TotalRows, j.ProcessedRows, j.LastProcessedID, j.Config,
 			j.SpecHash, nonNilApplied(j.Applied), j.FenceVerified, nullString(j.ErrorMessage), j.Deployment,
-			version(j.Version), version(j.LiveVersion), nullJSON(j.PreviousConfig), j.SwitchedAt, j.AdoptedAt,
+			version(j.Version), version(j.LiveVersion), nullJSON(j.PreviousConfig), j.SwitchedAt, j.AdoptedAt, j.Reads,
 		).Scan(&j.ProcessedRows, &j.LastProcessedID, &j.UpdatedAt)
 	})
 	if err != nil {
@@ -260,7 +260,7 @@ func scanJob(row pgx.Row) (*Job, error) {
 	err := row.Scan(&j.ID, &j.Name, &j.Database, &j.SourceTable, &j.TargetTable, &status, &cluster, &j.Nodes,
 		&j.CutoffID, &j.TotalRows, &j.ProcessedRows, &j.LastProcessedID, &j.Config, &j.SpecHash, &j.Applied,
 		&j.FenceVerified, &errMsg, &inserted, &updated, &j.Deployment,
-		&j.Version, &j.LiveVersion, &j.PreviousConfig, &j.SwitchedAt, &j.VerifiedAt, &j.LastVerify, &j.AdoptedAt)
+		&j.Version, &j.LiveVersion, &j.PreviousConfig, &j.SwitchedAt, &j.VerifiedAt, &j.LastVerify, &j.AdoptedAt, &j.Reads)
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -276,9 +277,11 @@ func (c *ApplyCmd) Run(a *app, ctx context.Context) error {
 }
 
 // applyInRounds applies the plan. A change deferred until its upstream MV
-// is complete (a chain) is planned again once the round that completes it
-// has finished, and applied, until none is left; a round that leaves the
-// same changes deferred fails, naming what they wait for.
+// is complete (a chain), or a switch held until the MVs downstream are
+// rebuilt over the new version (a change rippling down a chain), is planned
+// again once the round that completes it has finished, and applied, until
+// none is left; a round that leaves the same changes deferred for the same
+// reasons fails, naming what they wait for.
 func (a *app) applyInRounds(ctx context.Context, ex *executor.Executor, st *state.Store, conn *planner.Connector, plan *planner.Plan, desired []*specs.Spec) error {
 	for {
 		err := ex.Apply(ctx, plan)
@@ -295,14 +298,17 @@ func (a *app) applyInRounds(ctx context.Context, ex *executor.Executor, st *stat
 			return err
 		}
 		again := next.Deferred()
-		if len(again) == len(deferred) {
+		if slices.Equal(deferredList(again), deferredList(deferred)) {
+			// No progress: the same changes wait for the same things
+			// (a change rippling down a chain defers different ones,
+			// or the same ones for other reasons, in each round).
 			return fmt.Errorf("%w: still deferred after their upstream MVs were applied: %s", executor.ErrBlocked, strings.Join(deferredList(again), "; "))
 		}
 		var names []string
 		for _, c := range deferred {
 			names = append(names, c.Address())
 		}
-		fmt.Fprintf(a.stdout, "\nPlanned again, now that what %s read%s is complete:\n", strings.Join(names, ", "), map[bool]string{true: "s", false: ""}[len(names) == 1])
+		fmt.Fprintf(a.stdout, "\nPlanned again, now that what %s waited for is done:\n", strings.Join(names, ", "))
 		renderHuman(a.stdout, next, a.stdoutTTY())
 		if next.Blocked() > 0 {
 			return fmt.Errorf("%w: the plan made again holds changes that cannot be applied (see '! cannot apply')", executor.ErrBlocked)

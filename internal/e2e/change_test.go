@@ -35,15 +35,26 @@ type reader struct {
 	mu         sync.Mutex
 	first      error
 	stop       chan struct{}
+	stopOnce   sync.Once
 	done       sync.WaitGroup
 }
 
+// halt stops the reader's loop (once) and waits for it.
+func (r *reader) halt() {
+	r.stopOnce.Do(func() { close(r.stop) })
+	r.done.Wait()
+}
+
 func (f *fixture) startReader(table string) *reader {
+	return f.startReaderOf(fmt.Sprintf("SELECT count(), sum(cnt) FROM %s.%s", f.db, table))
+}
+
+// startReaderOf reads q (two UInt64 columns) in a loop.
+func (f *fixture) startReaderOf(q string) *reader {
 	r := &reader{stop: make(chan struct{})}
 	r.done.Add(1)
 	go func() {
 		defer r.done.Done()
-		q := fmt.Sprintf("SELECT count(), sum(cnt) FROM %s.%s", f.db, table)
 		for {
 			select {
 			case <-r.stop:
@@ -73,8 +84,7 @@ func (f *fixture) startReader(table string) *reader {
 // Stop stops the reader and fails the test on any failed read.
 func (r *reader) Stop(t *testing.T) {
 	t.Helper()
-	close(r.stop)
-	r.done.Wait()
+	r.halt()
 	t.Logf("reader: %d reads, %d failed", r.ok.Load(), r.failed.Load())
 	if r.failed.Load() > 0 {
 		t.Errorf("reader: %d of %d reads failed, the first with: %v", r.failed.Load(), r.ok.Load()+r.failed.Load(), r.first)

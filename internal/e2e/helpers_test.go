@@ -57,6 +57,8 @@ type fixture struct {
 	// cluster is the cluster under test (nil on a single node).
 	cluster *testenv.Cluster
 	extra   []string
+	// runTimeout bounds one shirath command of run [5m].
+	runTimeout time.Duration
 }
 
 func newFixture(t *testing.T, s *testenv.Single) *fixture {
@@ -172,7 +174,11 @@ func (f *fixture) command(ctx context.Context, args ...string) *exec.Cmd {
 // run runs shirath to the end.
 func (f *fixture) run(args ...string) result {
 	f.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	timeout := f.runTimeout
+	if timeout == 0 {
+		timeout = 5 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := f.command(ctx, args...)
 	var out, errb bytes.Buffer
