@@ -7,7 +7,7 @@ PKGS      := ./...
 TESTFLAGS ?= -race -count=1 -timeout 75m
 BIN       := bin/shirath
 
-.PHONY: all build up down status unit test integration bench soak demo fmt vet check clean
+.PHONY: all build up down status unit test integration bench soak crash-points demo fmt vet check clean
 
 all: build
 
@@ -54,6 +54,13 @@ SOAK_DURATION ?= 15m
 soak: up
 	SOAK_DURATION=$(SOAK_DURATION) $(GO) test -tags 'integration soak' -count=1 -run '^TestSoak$$' -timeout 90m -v ./internal/e2e/
 
+# A crash at every point of the executor (issue 12): a creation, a change
+# and a destroy killed at each point under a writer, on both single nodes and
+# the cluster, with a table of outcomes. Long (tens of minutes): not part of
+# make test.
+crash-points: up
+	$(GO) test -tags 'integration crashpoints' -count=1 -run 'CrashAtEveryPoint' -timeout 180m -v ./internal/e2e/
+
 demo: up build
 	bash internal/demo/demo.sh
 
@@ -63,6 +70,8 @@ fmt:
 vet:
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags integration $(PKGS)
+	$(GO) vet -tags 'integration soak' ./internal/e2e/
+	$(GO) vet -tags 'integration crashpoints' ./internal/e2e/
 
 check:
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt needed"; exit 1; }
