@@ -90,6 +90,7 @@ func (r *run) backfillCopy(ctx context.Context, n *planner.Node, sp *state.Shard
 	if width <= 0 {
 		width = 1_000_000
 	}
+	maxWidth := int64(spec.Backfill.MaxBatchRows)
 	target := spec.Backfill.BatchDuration.Duration
 	if target <= 0 {
 		target = 2 * time.Second
@@ -102,6 +103,7 @@ func (r *run) backfillCopy(ctx context.Context, n *planner.Node, sp *state.Shard
 	} else {
 		r.emit(Event{Kind: EventStep, Step: planner.StepBackfill, Shard: sp.Shard, Message: fmt.Sprintf("backfill %s <= %d on %s", spec.Backfill.KeyColumn, f, n.Addr)})
 	}
+	var last pace // the previous batch
 	for *sp.LastProcessedID < f {
 		// A stop request (SIGTERM) lands between batches: the batch in
 		// flight finishes and is recorded, and a restart resumes after it.
@@ -110,26 +112,32 @@ func (r *run) backfillCopy(ctx context.Context, n *planner.Node, sp *state.Shard
 		}
 		lo := *sp.LastProcessedID
 		hi := f
-		if width < f-lo {
+		if width < f-lo && !wholeRest(f-lo, width, maxWidth, last, target) {
 			hi = lo + width
-		}
-		rows := sp.TotalRows - sp.ProcessedRows
-		if hi < f {
-			if rows, err = r.countRange(ctx, n, lo, hi); err != nil {
-				return err
-			}
 		}
 		start := time.Now()
 		bctx := context.WithoutCancel(ctx)
+		// The rows of the range are counted while the batch runs (the
+		// count is needed only to check and record it): on a 2-core server
+		// the range is read twice at once rather than one after the other.
+		rows := countAlong(bctx, sp.TotalRows-sp.ProcessedRows, hi < f, func(ctx context.Context) (int64, error) {
+			return r.countRange(ctx, n, lo, hi)
+		})
 		if err := r.runBatch(bctx, n, sp, lo, hi, rows, mode, 0); err != nil {
+			rows() // not left running
 			return err
 		}
-		if err := r.record(bctx, sp, hi, rows); err != nil {
+		counted, err := rows()
+		if err != nil {
 			return err
 		}
-		r.emit(Event{Kind: EventProgress, Step: planner.StepBackfill, Shard: sp.Shard, Message: fmt.Sprintf("(%d, %d] %d rows in %s", lo, hi, rows, time.Since(start).Round(time.Millisecond))})
+		if err := r.record(bctx, sp, hi, counted); err != nil {
+			return err
+		}
+		r.emit(Event{Kind: EventProgress, Step: planner.StepBackfill, Shard: sp.Shard, Message: fmt.Sprintf("(%d, %d] %d rows in %s", lo, hi, counted, time.Since(start).Round(time.Millisecond))})
+		last = pace{hi - lo, time.Since(start)}
 		if sorted {
-			width = adapt(width, time.Since(start), target, int64(spec.Backfill.MaxBatchRows))
+			width = adapt(width, last.took, target, maxWidth)
 		}
 	}
 	sp.Status = state.StatusCompleted
@@ -159,10 +167,35 @@ func (r *run) rerun(ctx context.Context, n *planner.Node, sp *state.ShardProgres
 	if err != nil {
 		return err
 	}
-	if err := r.runBatch(ctx, n, sp, lo, hi, rows, mode, since); err != nil {
+	if err := r.runBatch(ctx, n, sp, lo, hi, known(rows), mode, since); err != nil {
 		return err
 	}
 	return r.record(ctx, sp, hi, rows)
+}
+
+// pace is a batch's key range and how long it took.
+type pace struct {
+	keys int64
+	took time.Duration
+}
+
+// wholeRest reports whether the rest of the keys, rest, goes in one batch
+// rather than in a batch of width keys: when the rest after that batch would
+// be under half a batch, or when the pace of the previous batch says the
+// rest takes at most 1.5x the target duration. Each batch pays a statement,
+// a part of the target and the bookkeeping: a short last batch costs nearly
+// as much as a long one. max_batch_rows still bounds it.
+func wholeRest(rest, width, max int64, last pace, target time.Duration) bool {
+	if max > 0 && rest > max {
+		return false
+	}
+	if rest-width < width/2 {
+		return true
+	}
+	if last.keys <= 0 {
+		return false
+	}
+	return float64(rest)/float64(last.keys)*last.took.Seconds() <= 1.5*target.Seconds()
 }
 
 // adapt scales the key range of the next batch toward the target duration,
@@ -178,6 +211,37 @@ func adapt(width int64, took, target time.Duration, max int64) int64 {
 		w = max
 	}
 	return w
+}
+
+// rowCount returns the number of source rows in a batch's range, waiting
+// for the count if it is still running.
+type rowCount func() (int64, error)
+
+func known(rows int64) rowCount { return func() (int64, error) { return rows, nil } }
+
+// countAlong returns rows as it is when count is false, else starts count
+// and returns a rowCount that waits for it.
+func countAlong(ctx context.Context, rows int64, count bool, f func(context.Context) (int64, error)) rowCount {
+	if !count {
+		return known(rows)
+	}
+	type result struct {
+		rows int64
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		c, err := f(ctx)
+		ch <- result{c, err}
+	}()
+	var res *result
+	return func() (int64, error) {
+		if res == nil {
+			r := <-ch
+			res = &r
+		}
+		return res.rows, res.err
+	}
 }
 
 func (r *run) countRange(ctx context.Context, n *planner.Node, lo, hi int64) (int64, error) {
@@ -204,7 +268,7 @@ func (r *run) sourceSortedByKey(ctx context.Context, n *planner.Node) (bool, str
 // INSERT ... SELECT for the key range (lo, hi]. rows is the number of
 // source rows in the range. since is, for a retried modeBlocks batch, the
 // ZooKeeper position recorded before its first attempt (0 otherwise).
-func (r *run) runBatch(ctx context.Context, n *planner.Node, sp *state.ShardProgress, lo, hi, rows int64, mode batchMode, since int64) error {
+func (r *run) runBatch(ctx context.Context, n *planner.Node, sp *state.ShardProgress, lo, hi int64, rows rowCount, mode batchMode, since int64) error {
 	q, err := r.mv.BackfillBatch(sqlgen.Range{After: &lo, UpTo: &hi}, mode == modeBlocks)
 	if err != nil {
 		return err
@@ -261,8 +325,11 @@ func (r *run) runBatch(ctx context.Context, n *planner.Node, sp *state.ShardProg
 		return err
 	}
 	crashPoint("batch-inserted")
-	if mode != modeBlocks || rows == 0 {
+	if mode != modeBlocks {
 		return nil
+	}
+	if c, err := rows(); err != nil || c == 0 {
+		return err
 	}
 	written, err := r.blocksSince(ctx, n, zk, since)
 	if err != nil {

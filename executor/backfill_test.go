@@ -1,6 +1,8 @@
 package executor
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 )
@@ -56,5 +58,49 @@ func TestIntersect(t *testing.T) {
 	}
 	if got := intersect([]string{"a"}, nil); len(got) != 0 {
 		t.Fatalf("intersect with nothing = %v", got)
+	}
+}
+
+func TestWholeRest(t *testing.T) {
+	fast := pace{keys: 1_000_000, took: 200 * time.Millisecond} // 5M keys/s
+	cases := []struct {
+		name             string
+		rest, width, max int64
+		last             pace
+		want             bool
+	}{
+		{"rest under half a batch after this one", 1_400_000, 1_000_000, 0, pace{}, true},
+		{"rest of half a batch or more, no pace yet", 1_500_000, 1_000_000, 0, pace{}, false},
+		{"pace says the rest takes 1.5x the target", 15_000_000, 4_000_000, 0, fast, true},
+		{"pace says the rest takes longer", 15_000_001, 4_000_000, 0, fast, false},
+		{"max_batch_rows bounds it", 1_400_000, 1_000_000, 1_200_000, fast, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := wholeRest(c.rest, c.width, c.max, c.last, 2*time.Second); got != c.want {
+				t.Fatalf("wholeRest(%d, %d, %d, %+v) = %v, want %v", c.rest, c.width, c.max, c.last, got, c.want)
+			}
+		})
+	}
+}
+
+func TestCountAlong(t *testing.T) {
+	calls := 0
+	count := func(context.Context) (int64, error) { calls++; return 42, nil }
+	if n, err := countAlong(context.Background(), 7, false, count)(); n != 7 || err != nil || calls != 0 {
+		t.Fatalf("countAlong without a count = %d, %v (%d calls), want 7 and no call", n, err, calls)
+	}
+	rows := countAlong(context.Background(), 7, true, count)
+	for i := 0; i < 2; i++ {
+		if n, err := rows(); n != 42 || err != nil {
+			t.Fatalf("countAlong = %d, %v, want 42", n, err)
+		}
+	}
+	if calls != 1 {
+		t.Fatalf("count ran %d times, want once", calls)
+	}
+	boom := errors.New("boom")
+	if _, err := countAlong(context.Background(), 7, true, func(context.Context) (int64, error) { return 0, boom })(); !errors.Is(err, boom) {
+		t.Fatalf("countAlong error = %v, want %v", err, boom)
 	}
 }

@@ -119,6 +119,7 @@ type Executor struct {
 
 	once    sync.Once
 	eventMu sync.Mutex // serialises OnEvent
+	shared  shared     // what the MVs learn about their sources (shared.go)
 }
 
 func (e *Executor) defaults() { e.once.Do(e.setDefaults) }

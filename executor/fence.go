@@ -43,7 +43,7 @@ func (r *run) fence(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	rate, err := r.insertRate(ctx)
+	rate, err := r.sharedRate(ctx, false, r.insertRate)
 	if err != nil {
 		return err
 	}
@@ -85,7 +85,7 @@ func (r *run) fence(ctx context.Context) error {
 		}
 		if rate == 0 {
 			// Inserts started after the rate was read as zero.
-			if rate, err = r.insertRate(ctx); err != nil {
+			if rate, err = r.sharedRate(ctx, true, r.insertRate); err != nil {
 				return err
 			}
 			if rate == 0 {
@@ -235,17 +235,8 @@ func (r *run) globalMax(ctx context.Context) (int64, error) {
 	return top, nil
 }
 
-func (r *run) maxKey(ctx context.Context, n *planner.Node) (int64, error) {
-	var m int64
-	q := r.mv.MaxKey()
-	if err := n.Conn.QueryRow(ctx, q).Scan(&m); err != nil {
-		return 0, fmt.Errorf("read max(%s) on %s: %w", r.c.Spec.Backfill.KeyColumn, n.Addr, err)
-	}
-	return m, nil
-}
-
 // insertRate measures how fast the key grows, in keys per second, over one
-// second.
+// second (sharedRate shares it between the MVs of a source).
 func (r *run) insertRate(ctx context.Context) (float64, error) {
 	a, err := r.globalMax(ctx)
 	if err != nil {

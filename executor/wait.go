@@ -13,7 +13,9 @@ import (
 
 // waitSource waits until the source has passed the fence (every key up to F
 // has arrived) and the settle delay has passed, then records what each copy
-// of the target has to backfill.
+// of the target has to backfill. The settle delay runs from the first moment
+// the source was seen past a fence at or above F by any MV of this Executor
+// on the same source (shared.go): MVs applied together wait it once.
 func (r *run) waitSource(ctx context.Context) error {
 	if r.job.Status != state.StatusWaiting {
 		if err := r.setStatus(ctx, state.StatusWaiting, ""); err != nil {
@@ -44,15 +46,33 @@ func (r *run) waitSource(ctx context.Context) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	if err := r.waitEveryCopy(ctx, f, deadline); err != nil {
-		return err
+	// Another MV of this apply on the same source may have seen it past
+	// this fence already (a fence at or above f, every copy checked): the
+	// settle delay runs from that moment.
+	passed, shared := r.passedAt(f)
+	if !shared {
+		if err := r.waitEveryCopy(ctx, f, deadline); err != nil {
+			return err
+		}
+		passed = time.Now()
+		r.recordPass(f, passed)
 	}
 	if d := r.c.Spec.Backfill.SettleDelay.Duration; d > 0 {
-		r.emit(Event{Kind: EventWaiting, Step: planner.StepWait, Message: fmt.Sprintf("source passed the fence; settling %s", d)})
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(d):
+		left := time.Until(passed.Add(d))
+		switch {
+		case left <= 0:
+			r.emit(Event{Kind: EventWaiting, Step: planner.StepWait, Message: fmt.Sprintf("source passed the fence %s ago (seen by another MV of the source): settled", time.Since(passed).Round(time.Millisecond))})
+		case shared:
+			r.emit(Event{Kind: EventWaiting, Step: planner.StepWait, Message: fmt.Sprintf("source passed the fence %s ago (seen by another MV of the source); settling %s more", time.Since(passed).Round(time.Millisecond), left.Round(time.Millisecond))})
+		default:
+			r.emit(Event{Kind: EventWaiting, Step: planner.StepWait, Message: fmt.Sprintf("source passed the fence; settling %s", d)})
+		}
+		if left > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(left):
+			}
 		}
 	}
 	if err := r.waitDistributedSends(ctx); err != nil {

@@ -144,12 +144,17 @@ func BenchmarkClusterShards(b *testing.B) {
 	const perShard = 10_000_000
 	w := newClusterBench(b, perShard)
 	var base, both, par, seq time.Duration
+	var batches int
 	for i := 0; i < b.N; i++ {
 		benchSideBySide(
 			func() { base += w.slowestShard(fmt.Sprintf("base_%d", i), false) },
 			func() { both += w.slowestShard(fmt.Sprintf("both_%d", i), true) },
-			func() { par += w.backfill(fmt.Sprintf("par_%d", i)) },
-			func() { seq += w.backfill(fmt.Sprintf("seq_%d", i), "-parallelism=1") },
+			func() {
+				d, n := w.backfill(fmt.Sprintf("par_%d", i))
+				par += d
+				batches += n
+			},
+			func() { d, _ := w.backfill(fmt.Sprintf("seq_%d", i), "-parallelism=1"); seq += d },
 		)
 	}
 	b.ReportMetric(0, "ns/op")
@@ -160,6 +165,7 @@ func BenchmarkClusterShards(b *testing.B) {
 	b.ReportMetric(seconds(both, b.N), "shards-at-once-s")
 	b.ReportMetric(seconds(par, b.N), "parallel-s")
 	b.ReportMetric(seconds(seq, b.N), "sequential-s")
+	b.ReportMetric(float64(batches)/float64(b.N), "parallel-batches")
 }
 
 // slowestShard fills a fresh Replicated target with the whole key range on
@@ -232,10 +238,11 @@ func clusterMV(b *testing.B, conn driver.Conn, db, name, cluster string) sqlgen.
 	return m
 }
 
-// backfill applies the spec as name and returns its backfill span; the
-// target, read through its Distributed table once every replica has
-// fetched its parts, must hold the aggregate of the whole source.
-func (w *clusterBench) backfill(name string, args ...string) time.Duration {
+// backfill applies the spec as name and returns its backfill span and its
+// batches (both shards); the target, read through its Distributed table once
+// every replica has fetched its parts, must hold the aggregate of the whole
+// source.
+func (w *clusterBench) backfill(name string, args ...string) (time.Duration, int) {
 	w.b.Helper()
 	dir := writeSpecs(w.b, filepath.Join(w.dir, name), []string{name}, w.spec)
 	run := runTimed(w.b, w.bin, w.env(), append(append([]string{"apply", "--auto-approve"}, args...), dir)...)
@@ -251,7 +258,7 @@ func (w *clusterBench) backfill(name string, args ...string) time.Duration {
 	for _, t := range []string{name, name + "_dist", name + "_data"} {
 		w.exec(0, "DROP TABLE %s ON CLUSTER %s", sqlgen.Table(w.c.DB, t), w.c.Name)
 	}
-	return sp.to.Sub(sp.from)
+	return sp.to.Sub(sp.from), sp.batches
 }
 
 // BenchmarkManyMVs (issue 11, point 2): 20 new MVs on one source of the

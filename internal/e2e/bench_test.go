@@ -23,6 +23,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -131,7 +132,12 @@ var (
 
 // benchBinary builds shirath without the race detector that TestMain's
 // binary has, which would slow shirath's own side of every batch.
+// SHIRATH_BENCH_BIN names another build instead (an older commit's, to
+// measure what a change did, side by side with the same baselines).
 func benchBinary(b *testing.B) string {
+	if bin := os.Getenv("SHIRATH_BENCH_BIN"); bin != "" {
+		return bin
+	}
 	benchBuild.Do(func() {
 		benchBin = filepath.Join(filepath.Dir(binary), "shirath-bench")
 		if out, err := exec.Command("go", "build", "-o", benchBin, "github.com/shirath/shirath/cmd/shirath").CombinedOutput(); err != nil {
@@ -189,7 +195,14 @@ func (w *bench) sqlMV() sqlgen.MV { return benchMV(w.b, w.ch, w.db, "bench") }
 // Decimal(38,2)), with the output types asked from the server conn.
 func benchMV(b *testing.B, conn driver.Conn, db, name string) sqlgen.MV {
 	b.Helper()
-	ss, err := specs.ParseYAML("bench.yaml", []byte("database: "+db+"\n"+fmt.Sprintf(benchSpec, name)))
+	return specMV(b, conn, "database: "+db+"\n"+fmt.Sprintf(benchSpec, name))
+}
+
+// specMV is the spec as shirath's planner hands it to sqlgen, with the
+// output types asked from the server conn.
+func specMV(b *testing.B, conn driver.Conn, spec string) sqlgen.MV {
+	b.Helper()
+	ss, err := specs.ParseYAML("bench.yaml", []byte(spec))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -323,6 +336,7 @@ type timedRun struct {
 	lines  []timedLine
 	total  time.Duration // the whole command
 	stderr string
+	maxRSS int64 // the process's peak resident set, KB (getrusage ru_maxrss)
 }
 
 func (r timedRun) stdout() string {
@@ -371,6 +385,9 @@ func tryTimed(b *testing.B, bin string, env []string, args ...string) (timedRun,
 	err = cmd.Wait()
 	r.total = time.Since(start)
 	r.stderr = stderr.String()
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		r.maxRSS = ru.Maxrss // KB on Linux
+	}
 	if err != nil {
 		return r, fmt.Errorf("shirath %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, r.stdout(), r.stderr)
 	}

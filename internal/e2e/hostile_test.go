@@ -305,6 +305,13 @@ func startDaemon(t *testing.T, f *fixture) *hostileDaemon {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cancel(); cmd.Wait() })
+	return &hostileDaemon{url: serveURL(t, out)}
+}
+
+// serveURL reads the API's URL from the stdout of `shirath serve`, waiting
+// up to a minute for it; the rest of the output is read and dropped.
+func serveURL(t testing.TB, out io.Reader) string {
+	t.Helper()
 	urlc := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
@@ -316,11 +323,11 @@ func startDaemon(t *testing.T, f *fixture) *hostileDaemon {
 	}()
 	select {
 	case u := <-urlc:
-		return &hostileDaemon{url: u}
+		return u
 	case <-time.After(time.Minute):
 		t.Fatal("shirath serve did not start within a minute")
 	}
-	return nil
+	return ""
 }
 
 func (d *hostileDaemon) post(t *testing.T, body []byte) int {

@@ -11,6 +11,13 @@ func (m MV) MaxKey() string {
 	return fmt.Sprintf("SELECT toInt64(max(%s)) FROM %s", m.key(), m.table(m.Spec.SourceTable))
 }
 
+// MaxKeyFrom reads the largest key of the source among the keys at or above
+// from (0 when there is none): on a source sorted by the key, the primary
+// index skips the rest.
+func (m MV) MaxKeyFrom(from int64) string {
+	return fmt.Sprintf("SELECT toInt64(max(%s)) FROM %s WHERE %s >= %d", m.key(), m.table(m.Spec.SourceTable), m.key(), from)
+}
+
 // MaxKeyCount reads the largest key and the row count of the source.
 func (m MV) MaxKeyCount() string {
 	return fmt.Sprintf("SELECT toInt64(max(%s)), toUInt64(count()) FROM %s", m.key(), m.table(m.Spec.SourceTable))
