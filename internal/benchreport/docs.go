@@ -131,3 +131,40 @@ func scaleFigures() map[string]figure {
 	}
 	return out
 }
+
+// change is an optimisation made for a figure: the figure's median before
+// it, measured as before says, and this report's median after it.
+type change struct {
+	what, bench, figure, before, source string
+}
+
+// changes are the optimisations of issue 11 with the figures they moved.
+// The before figures come from main's BENCHMARKS.md at commit 8eb9efc
+// (make bench of 2026-12-02, -count 3, the same machine, another load).
+var changes = []change{
+	{
+		what:  "MVs of one source share the insert-rate sample (1 s) and the settle delay (1 s) within an apply",
+		bench: "BenchmarkManyMVs", figure: "20mvs-p4/one", before: "5.66x", source: "main 8eb9efc",
+	},
+	{
+		what:  "(the same)",
+		bench: "BenchmarkManyMVs", figure: "20mvs-p20/one", before: "2.78x", source: "main 8eb9efc",
+	},
+	{
+		what: "Shard streams: a last batch takes the rest when the previous batch's pace says it fits in 1.5x `batch_duration` " +
+			"(or the rest is under half a batch), and each batch's range is counted while the batch runs",
+		bench: "BenchmarkClusterShards", figure: "parallel/shards-at-once", before: "1.65x", source: "main 8eb9efc",
+	},
+	{
+		what:  "(the same)",
+		bench: "BenchmarkClusterShards", figure: "parallel/slowest-shard", before: "2.55x", source: "main 8eb9efc",
+	},
+	{
+		what:  "(the same, and max(key) read from the last largest key: the sorted 5M source)",
+		bench: "BenchmarkBackfillSorted", figure: "adaptive/baseline", before: "4.94x", source: "main 8eb9efc",
+	},
+	{
+		what:  "(the same)",
+		bench: "BenchmarkBackfillSorted", figure: "apply-s", before: "5.30 s", source: "main 8eb9efc",
+	},
+}

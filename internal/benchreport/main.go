@@ -209,9 +209,33 @@ func write(w io.Writer, runs []*samples, mach []string, status string, files int
 			v := s.values[unit]
 			lo, hi := span(v)
 			fd := doc.figures[unit]
+			if unit == "machine-load-1m" {
+				fd = figure{what: "the machine's 1-minute load average as the sample ended (2 cores: above 2, work waited for a core)"}
+			}
 			fmt.Fprintf(w, "| `%s` %s | %s | %s | %s-%s | %d | %s |\n", unit, fd.what, dash(fd.baseline),
 				num(median(v), unit), num(lo, unit), num(hi, unit), len(v), dash(fd.target))
 		}
+	}
+	writeChanges(w, runs)
+}
+
+// writeChanges lists the optimisations with the median of their figure
+// before (as recorded) and in this report.
+func writeChanges(w io.Writer, runs []*samples) {
+	fmt.Fprintf(w, "\n## What each optimisation changed\n\n"+
+		"Before: the figure's median in main's report before the change (its source named); after: this report's median. "+
+		"The two were measured in different runs, under different loads of the shared machine: read them with the ranges above.\n\n"+
+		"| change | figure | before | after |\n|---|---|---|---|\n")
+	by := map[string]*samples{}
+	for _, s := range runs {
+		by[s.name] = s
+	}
+	for _, c := range changes {
+		after := "not measured in this report"
+		if s := by[c.bench]; s != nil && len(s.values[c.figure]) > 0 {
+			after = num(median(s.values[c.figure]), c.figure)
+		}
+		fmt.Fprintf(w, "| %s | %s `%s` | %s (%s) | %s |\n", c.what, c.bench, c.figure, c.before, c.source, after)
 	}
 }
 

@@ -94,6 +94,7 @@ func BenchmarkDaemon(b *testing.B) {
 		sims := d.reconcileHour(b)
 		d.stop()
 		b.ReportMetric(0, "ns/op")
+		reportLoad(b)
 		b.ReportMetric(percentile(lat, 50)*1000, "get-p50-ms")
 		b.ReportMetric(percentile(lat, 99)*1000, "get-p99-ms")
 		b.ReportMetric(float64(len(lat)), "gets-during-backfills")

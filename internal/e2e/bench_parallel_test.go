@@ -158,6 +158,7 @@ func BenchmarkClusterShards(b *testing.B) {
 		)
 	}
 	b.ReportMetric(0, "ns/op")
+	reportLoad(b)
 	b.ReportMetric(ratio(par, base), "parallel/slowest-shard")
 	b.ReportMetric(ratio(seq, base), "sequential/slowest-shard")
 	b.ReportMetric(ratio(par, both), "parallel/shards-at-once")
@@ -304,6 +305,7 @@ func BenchmarkManyMVs(b *testing.B) {
 		)
 	}
 	b.ReportMetric(0, "ns/op")
+	reportLoad(b)
 	b.ReportMetric(ratio(many4, one), "20mvs-p4/one")
 	b.ReportMetric(ratio(many20, one), "20mvs-p20/one")
 	b.ReportMetric(seconds(one, b.N), "one-s")
@@ -362,6 +364,7 @@ func BenchmarkPlan200(b *testing.B) {
 		total += times[runs/2]
 	}
 	b.ReportMetric(0, "ns/op")
+	reportLoad(b)
 	b.ReportMetric(seconds(total, b.N), "plan200-s")
 	b.ReportMetric(float64(perNode), "statements/node")
 }

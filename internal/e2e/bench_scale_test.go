@@ -172,6 +172,7 @@ func BenchmarkScale(b *testing.B) {
 		}
 	}
 	b.ReportMetric(0, "ns/op")
+	reportLoad(b)
 	for _, o := range scaleOrders {
 		lo, hi := math.Inf(1), 0.0
 		for _, rows := range scaleSizes {

@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -78,6 +79,7 @@ func BenchmarkBackfillSorted(b *testing.B) {
 		)
 	}
 	b.ReportMetric(0, "ns/op") // setup and checks: meaningless here
+	reportLoad(b)
 	b.ReportMetric(ratio(adaptive, base), "adaptive/baseline")
 	b.ReportMetric(ratio(fixed, base), "fixed10k/baseline")
 	b.ReportMetric(seconds(base, b.N), "baseline-s")
@@ -109,6 +111,7 @@ func BenchmarkBackfillUnsorted(b *testing.B) {
 		)
 	}
 	b.ReportMetric(0, "ns/op")
+	reportLoad(b)
 	b.ReportMetric(ratio(single, base), "single-pass/baseline")
 	b.ReportMetric(ratio(ranged, base), "batches20/baseline")
 	b.ReportMetric(seconds(base, b.N), "baseline-s")
@@ -118,6 +121,19 @@ func BenchmarkBackfillUnsorted(b *testing.B) {
 }
 
 func ratio(a, b time.Duration) float64 { return a.Seconds() / b.Seconds() }
+
+// reportLoad reports the machine's 1-minute load average as the benchmark
+// ends: other engineers' tests share the cores, and this says how much.
+func reportLoad(b *testing.B) {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		b.Logf("no load average: %v", err)
+		return
+	}
+	if v, err := strconv.ParseFloat(strings.Fields(string(data))[0], 64); err == nil {
+		b.ReportMetric(v, "machine-load-1m")
+	}
+}
 
 func seconds(d time.Duration, n int) float64 { return d.Seconds() / float64(n) }
 
