@@ -22,7 +22,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/ClickHouse/clickhouse-go/v2"
 
 	"github.com/shirath/shirath/internal/sqlgen"
 	"github.com/shirath/shirath/internal/testenv"
@@ -94,7 +94,7 @@ func BenchmarkDaemon(b *testing.B) {
 // applied over the small one. It takes minutes, so every run of the
 // benchmark (-count 3) shares it; it is dropped when the test binary ends.
 type daemonWorld struct {
-	conn  driver.Conn
+	conn  clickhouse.Conn
 	db    string
 	dir   string
 	names []string
