@@ -365,7 +365,7 @@ func (s *Server) createMV(w http.ResponseWriter, r *http.Request) error {
 			"drop it first (DELETE /api/mv/"+key+") to replace it, or choose another name")
 	}
 	if s.cfg.SpecDir != "" {
-		if fd, ok := loadDir(s.cfg.SpecDir).byKey[key]; ok && fd.Hash != hash {
+		if fd, ok := s.loadSpecDir().byKey[key]; ok && fd.Hash != hash {
 			return apiErr(http.StatusConflict, "MV "+key+" is defined in the spec directory", "it is defined in "+fd.File+" with a different spec; change that file instead")
 		}
 	}
@@ -419,7 +419,7 @@ func (s *Server) deleteMV(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), opTimeout)
 	defer cancel()
 	if s.cfg.SpecDir != "" {
-		if fd, ok := loadDir(s.cfg.SpecDir).byKey[key]; ok {
+		if fd, ok := s.loadSpecDir().byKey[key]; ok {
 			return apiErr(http.StatusConflict, "MV "+key+" is defined in the spec directory", "remove it from "+fd.File+" first, or the daemon builds it again")
 		}
 	}

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -120,6 +122,55 @@ func loadDir(dir string) dirSpecs {
 	return out
 }
 
+// specDirReuse bounds how long a load of the spec directory is reused while
+// no file's name, size or modification time changed: a file rewritten in
+// place, to the same size, within the file system's clock granularity is
+// seen at the latest then.
+const specDirReuse = time.Second
+
+// specDirCache holds the last load of the spec directory. Each GET of an MV
+// read and parsed every spec file before: at 200 requests/s over 200 files,
+// that was the daemon's whole CPU (BenchmarkDaemon).
+type specDirCache struct {
+	mu   sync.Mutex
+	sig  string
+	at   time.Time
+	last dirSpecs
+}
+
+// loadSpecDir is loadDir of the spec directory, reusing the last load
+// while the directory's files look the same (dirSignature), for at most
+// specDirReuse. Callers only read what it returns.
+func (s *Server) loadSpecDir() dirSpecs {
+	sig := dirSignature(s.cfg.SpecDir)
+	c := &s.specDir
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if sig != "" && sig == c.sig && time.Since(c.at) < specDirReuse {
+		return c.last
+	}
+	c.last, c.sig, c.at = loadDir(s.cfg.SpecDir), sig, time.Now()
+	return c.last
+}
+
+// dirSignature names the spec files of dir with their sizes and
+// modification times ("" when the directory cannot be read).
+func dirSignature(dir string) string {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return ""
+	}
+	var b strings.Builder
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil {
+			return ""
+		}
+		fmt.Fprintf(&b, "%s\x00%d\x00%d\x00%v\n", e.Name(), info.Size(), info.ModTime().UnixNano(), info.Mode())
+	}
+	return b.String()
+}
+
 // looseKeys reads the name and database of every document of a spec file
 // that does not load, to tie its errors to the MVs it meant to define.
 func looseKeys(file string) []string {
@@ -174,7 +225,7 @@ func (s *Server) desiredAll(ctx context.Context) (map[string]Desired, []string, 
 	if s.cfg.SpecDir == "" {
 		return out, nil, nil
 	}
-	ds := loadDir(s.cfg.SpecDir)
+	ds := s.loadSpecDir()
 	s.mu.Lock()
 	s.dirErrs = ds.errs
 	s.mu.Unlock()
@@ -215,7 +266,7 @@ func (s *Server) desiredOne(ctx context.Context, database, name string) (Desired
 		api = &d
 	}
 	if s.cfg.SpecDir != "" {
-		if fd, ok := loadDir(s.cfg.SpecDir).byKey[key]; ok {
+		if fd, ok := s.loadSpecDir().byKey[key]; ok {
 			if api != nil {
 				return merge(*api, fd), true, nil
 			}

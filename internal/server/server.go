@@ -95,6 +95,7 @@ type Server struct {
 	running map[string]*runningKey
 	held    map[string]int
 	dirErrs []string
+	specDir specDirCache // the spec directory's last load (desired.go)
 }
 
 type keyState struct {

@@ -125,3 +125,48 @@ func TestLoadDir(t *testing.T) {
 		t.Fatalf("directory errors: %q", ds.errs)
 	}
 }
+
+// The spec directory's load is reused while its files look the same, and
+// read again when one changes (even to the same size) or after
+// specDirReuse.
+func TestLoadSpecDirCache(t *testing.T) {
+	dir := t.TempDir()
+	spec := func(name string) string {
+		return "name: " + name + "\ndatabase: db\nsource_table: p\nengine: SummingMergeTree()\norder_by: [c]\ncolumns:\n  - name: c\n    type: String\nselect_query: SELECT c FROM {source_table} GROUP BY c\n"
+	}
+	path := filepath.Join(dir, "a.yaml")
+	write := func(body string, mtime time.Time) {
+		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(path, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t0 := time.Now().Add(-time.Hour)
+	write(spec("aaaa"), t0)
+	s := &Server{cfg: Config{SpecDir: dir}}
+	has := func(key string) bool { _, ok := s.loadSpecDir().byKey[key]; return ok }
+	if !has("db.aaaa") {
+		t.Fatal("db.aaaa not loaded")
+	}
+	first := s.specDir.at
+	if !has("db.aaaa") || !s.specDir.at.Equal(first) {
+		t.Fatal("an unchanged directory was loaded again")
+	}
+	// The same size, another modification time: loaded again.
+	write(spec("bbbb"), t0.Add(time.Second))
+	if !has("db.bbbb") || has("db.aaaa") {
+		t.Fatal("a changed file was not loaded again")
+	}
+	// The same size and modification time (a rewrite within the clock's
+	// granularity): seen once specDirReuse has passed.
+	write(spec("cccc"), t0.Add(time.Second))
+	if !has("db.bbbb") {
+		t.Fatal("the load was not reused within specDirReuse")
+	}
+	s.specDir.at = time.Now().Add(-specDirReuse)
+	if !has("db.cccc") {
+		t.Fatal("the load was reused after specDirReuse")
+	}
+}
