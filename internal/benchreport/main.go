@@ -23,6 +23,7 @@ import (
 func main() {
 	servers := flag.String("servers", "", "file with the output of the stack's status (server versions)")
 	out := flag.String("o", "BENCHMARKS.md", "file to write")
+	note := flag.String("note", "", "file with a paragraph about this report's runs (what ran how often, and why), printed after the machine")
 	flag.Parse()
 	if flag.NArg() == 0 {
 		fmt.Fprintln(os.Stderr, "benchreport: give one or more files with the output of go test -bench")
@@ -46,12 +47,21 @@ func main() {
 		}
 		status = strings.TrimSpace(string(b))
 	}
+	var noteText string
+	if *note != "" {
+		b, err := os.ReadFile(*note)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "benchreport:", err)
+			os.Exit(1)
+		}
+		noteText = strings.TrimSpace(string(b))
+	}
 	f, err := os.Create(*out)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchreport:", err)
 		os.Exit(1)
 	}
-	write(f, runs, machine(), status, len(flag.Args()))
+	write(f, runs, machine(), status, noteText, len(flag.Args()))
 	if err := f.Close(); err != nil {
 		fmt.Fprintln(os.Stderr, "benchreport:", err)
 		os.Exit(1)
@@ -180,7 +190,7 @@ func procField(path, key string) string {
 	return ""
 }
 
-func write(w io.Writer, runs []*samples, mach []string, status string, files int) {
+func write(w io.Writer, runs []*samples, mach []string, status, note string, files int) {
 	fmt.Fprintf(w, "# Benchmarks\n\nWritten by `make bench` (`internal/benchreport`) on %s from %d `go test -bench` output file(s). "+
 		"What each benchmark does and why: README, Benchmarks, and the comments in `internal/e2e/bench*_test.go`. "+
 		"Every benchmark fails when a target is not exactly the aggregate of its source, so every figure below comes from exact results.\n\n",
@@ -193,6 +203,9 @@ func write(w io.Writer, runs []*samples, mach []string, status string, files int
 		"and every ClickHouse server, ZooKeeper and PostgreSQL share its cores. Seconds move from run to run, ratios less: read the medians.\n\n")
 	if status != "" {
 		fmt.Fprintf(w, "Servers (`make status`):\n\n```\n%s\n```\n\n", status)
+	}
+	if note != "" {
+		fmt.Fprintf(w, "%s\n\n", note)
 	}
 	fmt.Fprintf(w, "## Figures\n\nMedian and range over the samples (one per iteration; `make bench` runs `-count 3`).\n")
 	for _, s := range runs {
