@@ -221,6 +221,7 @@ func (d *benchDaemon) loadWhileBackfilling(b *testing.B, db string, all int, nam
 	var mu sync.Mutex
 	var lat []float64
 	var failed atomic.Int64
+	var firstErr error
 	var wg sync.WaitGroup
 	tick := time.NewTicker(time.Second / daemonRate)
 	defer tick.Stop()
@@ -229,7 +230,7 @@ func (d *benchDaemon) loadWhileBackfilling(b *testing.B, db string, all int, nam
 		case <-done:
 			wg.Wait()
 			if n := failed.Load(); n > 0 {
-				b.Fatalf("%d GET /api/mv requests failed", n)
+				b.Fatalf("%d GET /api/mv requests failed, the first with: %v", n, firstErr)
 			}
 			if len(lat) == 0 {
 				b.Fatal("no request was sent while a backfill ran")
@@ -252,7 +253,11 @@ func (d *benchDaemon) loadWhileBackfilling(b *testing.B, db string, all int, nam
 			}
 			took := time.Since(start).Seconds()
 			if err != nil {
-				failed.Add(1)
+				if failed.Add(1) == 1 {
+					mu.Lock()
+					firstErr = err
+					mu.Unlock()
+				}
 				return
 			}
 			if during {
