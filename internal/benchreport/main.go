@@ -38,24 +38,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "benchreport: no benchmark result line in %s\n", strings.Join(flag.Args(), ", "))
 		os.Exit(1)
 	}
-	var status string
-	if *servers != "" {
-		b, err := os.ReadFile(*servers)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "benchreport:", err)
-			os.Exit(1)
-		}
-		status = strings.TrimSpace(string(b))
-	}
-	var noteText string
-	if *note != "" {
-		b, err := os.ReadFile(*note)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "benchreport:", err)
-			os.Exit(1)
-		}
-		noteText = strings.TrimSpace(string(b))
-	}
+	status, noteText := readText(*servers), readText(*note)
 	f, err := os.Create(*out)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchreport:", err)
@@ -66,6 +49,20 @@ func main() {
 		fmt.Fprintln(os.Stderr, "benchreport:", err)
 		os.Exit(1)
 	}
+}
+
+// readText returns the trimmed text of file path ("" for no path), or
+// exits naming what failed.
+func readText(path string) string {
+	if path == "" {
+		return ""
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchreport:", err)
+		os.Exit(1)
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // samples holds every value of every metric of one benchmark.
