@@ -129,7 +129,9 @@ func (s *Single) DB(t testing.TB) (driver.Conn, string) {
 			err = conn.Exec(c, drop)
 		}
 		if err != nil {
-			t.Errorf("testenv: drop database %s on %s: %v", db, s.Addr, err)
+			// Left on the server, as ClusterDB does: the test's checks are
+			// done, and a slow DROP on a loaded server is not their result.
+			t.Logf("testenv: drop database %s on %s: %v", db, s.Addr, err)
 		}
 	})
 	return conn, db
