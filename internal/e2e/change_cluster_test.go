@@ -5,7 +5,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -121,21 +120,11 @@ func TestClusterChangeUnderWriterAndReader(t *testing.T) {
 // every node keeps the readers' table, and the next apply finishes the
 // change exactly.
 func TestClusterChangeKilledAtEachStep(t *testing.T) {
-	if os.Getenv("SHIRATH_CLUSTER_CRASH_TEST") == "" {
-		// Open bug: on 18.16 the DROP of the old Replicated target in the
-		// recovery apply hangs often (see the closing note of 2026-12-02);
-		// run with SHIRATH_CLUSTER_CRASH_TEST=1.
-		t.Skip("open bug: 18.16 DROP of the old Replicated target hangs in crash recovery; SHIRATH_CLUSTER_CRASH_TEST=1 runs it")
-	}
 	f, c := newClusterFixture(t)
 	const prefill = 200_000
 	f.createClusterProducts(c, prefill, true)
 	f.writeSpec("by_category", clusterChangedSpec(1))
 	f.mustRun("apply", "--auto-approve", f.dir)
-	// Up to swap-switched: after a recovered swap-switched, the next
-	// change's DROP of the old Replicated target hangs on 18.16 (an open
-	// bug, seen in CI and alone; swap-cleaned leaves it behind after 30 s,
-	// but the driver's read timeout on another node still fails the apply).
 	f.changeKilledAtEachStep(changeCrashPoints, prefill, "products_dist", "cluster: auto\n", func(k int, rows uint64) {
 		f.settle(c, rows, "products", fmt.Sprintf("by_category_data__v%d", k))
 		f.assertClusterChangedExact(k)
