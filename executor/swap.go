@@ -103,13 +103,13 @@ func (r *run) readTables(ctx context.Context, n *planner.Node, names ...string) 
 // mergeOver reports whether the table is the Merge table over physical only.
 func (t nodeTables) mergeOver(name, physical string) bool {
 	x, ok := t[name]
-	return ok && x.engine == "Merge" && strings.Contains(x.full, "'"+sqlgen.MergeRegexp(physical)+"'")
+	return ok && sqlgen.ReadersOver(x.engine, x.full, physical)
 }
 
 // reads reports whether the Distributed table reads physical.
 func (t nodeTables) reads(name, physical string) bool {
 	x, ok := t[name]
-	return ok && x.engine == "Distributed" && strings.Contains(x.full, "'"+physical+"'")
+	return ok && sqlgen.DistributedOver(x.engine, x.full, physical)
 }
 
 func (t nodeTables) has(name string) bool { _, ok := t[name]; return ok }

@@ -501,10 +501,10 @@ func leftovers(s *specs.Spec, live int, l *Live) []string {
 				continue
 			}
 			t, d := ns.Tables[s.Database+"."+s.TargetTable], ns.Tables[s.Database+"."+s.DistributedTable]
-			if t == nil || t.Engine != "Merge" || !strings.Contains(t.EngineFull, "'"+sqlgen.MergeRegexp(physT)+"'") {
+			if t == nil || !sqlgen.ReadersOver(t.Engine, t.EngineFull, physT) {
 				continue // not switched there: never what readers may see
 			}
-			if name == physD && (d == nil || d.Engine != "Distributed" || !strings.Contains(d.EngineFull, "'"+physT+"'")) {
+			if name == physD && (d == nil || !sqlgen.DistributedOver(d.Engine, d.EngineFull, physT)) {
 				continue
 			}
 			on = append(on, ns.Node.Addr)

@@ -3,6 +3,7 @@ package sqlgen
 import (
 	"fmt"
 	"regexp"
+	"strings"
 
 	"github.com/shirath/shirath/specs"
 )
@@ -51,6 +52,19 @@ func PrevName(name string) string { return name + "__prev" }
 // MergeRegexp is the regular expression of a Merge table that reads exactly
 // the table named physical.
 func MergeRegexp(physical string) string { return "^" + regexp.QuoteMeta(physical) + "$" }
+
+// ReadersOver reports whether a table, by its engine and engine_full as
+// system.tables prints them, is the Merge table that reads exactly physical
+// (CreateReaders).
+func ReadersOver(engine, full, physical string) bool {
+	return engine == "Merge" && strings.Contains(full, "'"+MergeRegexp(physical)+"'")
+}
+
+// DistributedOver reports whether a table is a Distributed table over
+// physical.
+func DistributedOver(engine, full, physical string) bool {
+	return engine == "Distributed" && strings.Contains(full, "'"+physical+"'")
+}
 
 // CreateReaders creates, under name, a Merge table with the columns of the
 // physical table and reading only it:
