@@ -17,6 +17,9 @@ type Desired struct {
 	Cluster string
 	// Err is set when the spec could not be resolved (cluster unknown, ...).
 	Err error
+	// Replace rebuilds the live MV although its spec did not change (apply
+	// -replace): beside the live version, then switched, as a change.
+	Replace bool
 }
 
 // Input is everything the diff needs; the diff itself reads no server.
@@ -79,7 +82,7 @@ func Diff(in Input) []*ResourceChange {
 			continue
 		}
 		live := in.Live[d.Cluster]
-		diffOne(c, s, live, job)
+		diffOne(c, s, live, job, d.Replace)
 		if c.Action == NoOp && c.Blocked == "" && job != nil && recordedPreventDestroy(job) != s.PreventDestroy {
 			c.Action = Update
 			c.Reason = fmt.Sprintf("prevent_destroy changed to %v: apply records it (nothing changes in ClickHouse)", s.PreventDestroy)
@@ -133,7 +136,7 @@ func recordedPreventDestroy(j *state.Job) bool {
 	return err == nil && sp.PreventDestroy
 }
 
-func diffOne(c *ResourceChange, s *specs.Spec, live *Live, job *state.Job) {
+func diffOne(c *ResourceChange, s *specs.Spec, live *Live, job *state.Job, replace bool) {
 	db := s.Database
 	c.Action = Create
 	if job != nil {
@@ -192,6 +195,12 @@ func diffOne(c *ResourceChange, s *specs.Spec, live *Live, job *state.Job) {
 			if c.Strategy == StrategyRebuild {
 				c.Version = c.LiveVersion + 1
 			}
+		} else if replace {
+			if why := cannotReplace(s, job); why != "" {
+				c.Action, c.Reason, c.Blocked = Change, "-replace", why
+				return
+			}
+			c.Strategy, c.Version = StrategyRebuild, c.LiveVersion+1
 		}
 	}
 	phys := sqlgen.Versioned(s, c.Version)
@@ -235,6 +244,13 @@ func diffOne(c *ResourceChange, s *specs.Spec, live *Live, job *state.Job) {
 
 	if job.SpecHash != specs.Hash(s) {
 		diffChange(c, s, live, job)
+		return
+	}
+	if replace {
+		diffChange(c, s, live, job)
+		if c.Blocked == "" {
+			c.Reason = fmt.Sprintf("-replace: rebuild beside live version %d as version %d (%s.%s) from the whole source, then switch readers at once", c.LiveVersion, c.Version, s.Database, sqlgen.VersionedName(s.TargetTable, c.Version))
+		}
 		return
 	}
 	if job.Status == state.StatusNeedsAttention {
@@ -514,4 +530,18 @@ func leftovers(s *specs.Spec, live int, l *Live) []string {
 		}
 	}
 	return out
+}
+
+// cannotReplace says why apply -replace cannot rebuild the job's MV now, or
+// "" when it can: only a completed MV is rebuilt beside itself.
+func cannotReplace(s *specs.Spec, job *state.Job) string {
+	switch {
+	case s.Refresh != nil:
+		return "-replace rebuilds an MV and its backfill; a refreshable MV refills its target at each refresh (SYSTEM REFRESH VIEW " + s.Database + "." + s.Name + " runs one now)"
+	case job.Changing():
+		return fmt.Sprintf("version %d is being built and not yet switched to: apply without -replace to finish it", job.Version)
+	case job.Status != state.StatusCompleted:
+		return fmt.Sprintf("the job is %s: -replace rebuilds a completed MV; apply without it to finish this one, or rebuild it with `shirath mv backfill %s --restart`", job.Status, s.Name)
+	}
+	return ""
 }

@@ -786,3 +786,46 @@ func TestDiffLeftovers(t *testing.T) {
 		})
 	}
 }
+
+// TestDiffReplace: -replace rebuilds a completed MV whose spec did not
+// change beside its live version, as a change; anything else is refused,
+// naming why.
+func TestDiffReplace(t *testing.T) {
+	s := testSpec(t, "")
+	tables := []*Table{sourceTable("MergeTree"), targetTable(), mvTable(testMVQuery)}
+	t.Run("completed", func(t *testing.T) {
+		job := testJob(t, s, "", state.StatusCompleted)
+		cs := Diff(Input{Desired: []Desired{{Spec: s, Replace: true}}, Live: live("", up("n1", 1, tables...)), Jobs: []*state.Job{job}})
+		c := cs[0]
+		if c.Action != Change || c.Strategy != StrategyRebuild || c.Version != 2 || c.LiveVersion != 1 || c.Blocked != "" {
+			t.Fatalf("got %s %s v%d (live %d) blocked %q; want a rebuild as version 2", c.Action, c.Strategy, c.Version, c.LiveVersion, c.Blocked)
+		}
+		if !strings.HasPrefix(c.Reason, "-replace: rebuild beside live version 1 as version 2") {
+			t.Errorf("reason %q", c.Reason)
+		}
+		if got := kinds(c.Steps); !slices.Contains(got, StepBackfill) || !slices.Contains(got, StepSwitch) {
+			t.Errorf("steps %v: want a backfill and a switch", got)
+		}
+		// Without -replace the same state is up to date.
+		if cs := Diff(Input{Desired: []Desired{{Spec: s}}, Live: live("", up("n1", 1, tables...)), Jobs: []*state.Job{job}}); cs[0].Action != NoOp {
+			t.Errorf("without -replace: %s (%s)", cs[0].Action, cs[0].Reason)
+		}
+	})
+	for _, tc := range []struct {
+		name    string
+		job     func(*state.Job)
+		blocked string
+	}{
+		{"backfilling", func(j *state.Job) { j.Status = state.StatusBackfilling }, "the job is backfilling"},
+		{"changing", func(j *state.Job) { j.Version, j.LiveVersion = 2, 1; j.Status = state.StatusBackfilling }, "version 2 is being built"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			job := testJob(t, s, "", state.StatusCompleted)
+			tc.job(job)
+			c := Diff(Input{Desired: []Desired{{Spec: s, Replace: true}}, Live: live("", up("n1", 1, tables...)), Jobs: []*state.Job{job}})[0]
+			if !strings.Contains(c.Blocked, tc.blocked) {
+				t.Fatalf("blocked %q, want %q", c.Blocked, tc.blocked)
+			}
+		})
+	}
+}

@@ -30,6 +30,9 @@ type Planner struct {
 	Conn  *Connector
 	Store JobLister
 	Log   hclog.Logger
+	// Replace names the MVs ("database.name") to rebuild although their
+	// spec did not change (apply -replace).
+	Replace map[string]bool
 }
 
 // Snapshot is the live state a plan was made from.
@@ -58,7 +61,7 @@ func (p *Planner) Plan(ctx context.Context, desired []*specs.Spec, destroy bool)
 		dbs[cluster][db] = true
 	}
 	for _, s := range desired {
-		d := Desired{Spec: s}
+		d := Desired{Spec: s, Replace: p.Replace[s.Database+"."+s.Name]}
 		name, ok := resolved[s.Cluster]
 		if !ok {
 			name, err = p.Conn.ResolveCluster(ctx, s.Cluster)

@@ -34,6 +34,7 @@ type PlanCmd struct {
 	JSON             bool     `name:"json" help:"Print the plan as JSON (--format json)."`
 	DetailedExitcode bool     `name:"detailed-exitcode" help:"Exit 0 when there are no changes, 1 on error, 2 when there are changes."`
 	Destroy          bool     `name:"destroy" help:"Drop MVs whose spec is gone."`
+	replaceFlag      `embed:""`
 }
 
 // Validate is called by kong once the flags are parsed.
@@ -75,13 +76,45 @@ func loadSpecs(paths []string) ([]*specs.Spec, error) {
 	return all, nil
 }
 
-func (a *app) makePlan(ctx context.Context, desired []*specs.Spec, destroy bool) (*planner.Plan, *state.Store, *planner.Connector, error) {
+// replaceFlag is plan's and apply's -replace.
+type replaceFlag struct {
+	Replace []string `name:"replace" placeholder:"NAME" help:"Rebuild this MV (name or database.name) beside its live version from the whole source and switch readers to it, although its spec did not change, as when verify found a difference. Repeatable."`
+}
+
+// replaceSet resolves -replace's names against the specs: each must name
+// exactly one.
+func replaceSet(desired []*specs.Spec, names []string) (map[string]bool, error) {
+	set := map[string]bool{}
+	for _, n := range names {
+		var hits []string
+		for _, s := range desired {
+			if addr := s.Database + "." + s.Name; n == addr || n == s.Name {
+				hits = append(hits, addr)
+			}
+		}
+		switch len(hits) {
+		case 0:
+			return nil, fmt.Errorf("-replace %s: no spec among the paths given names it", n)
+		case 1:
+			set[hits[0]] = true
+		default:
+			return nil, fmt.Errorf("-replace %s: names %s: give database.name", n, strings.Join(hits, " and "))
+		}
+	}
+	return set, nil
+}
+
+func (a *app) makePlan(ctx context.Context, desired []*specs.Spec, destroy bool, replace ...string) (*planner.Plan, *state.Store, *planner.Connector, error) {
+	rs, err := replaceSet(desired, replace)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	st, err := a.store(ctx)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	conn := a.connector()
-	p := &planner.Planner{Conn: conn, Store: st, Log: a.log.Named("planner")}
+	p := &planner.Planner{Conn: conn, Store: st, Log: a.log.Named("planner"), Replace: rs}
 	plan, _, err := p.Plan(ctx, desired, destroy)
 	if err != nil {
 		conn.Close()
@@ -96,7 +129,7 @@ func (c *PlanCmd) Run(a *app, ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	plan, st, conn, err := a.makePlan(ctx, desired, c.Destroy)
+	plan, st, conn, err := a.makePlan(ctx, desired, c.Destroy, c.Replace...)
 	if err != nil {
 		return err
 	}
@@ -163,6 +196,7 @@ type ApplyCmd struct {
 	SourceWait  time.Duration `name:"source-wait" default:"10m" help:"How long to wait for the source to pass the fence before leaving the job waiting."`
 	DDLTimeout  time.Duration `name:"ddl-timeout" default:"30s" help:"distributed_ddl_task_timeout of ON CLUSTER statements: how soon a node that does not answer fails the call."`
 	Parallelism int           `name:"parallelism" placeholder:"N" help:"Work on at most N MVs at once (default 4), and backfill at most N shards of an MV at once (default: every shard)."`
+	replaceFlag `embed:""`
 }
 
 // readSavedPlan returns the saved plan when the single path is a plan file.
@@ -204,6 +238,9 @@ func (c *ApplyCmd) Run(a *app, ctx context.Context) error {
 	var st *state.Store
 	var conn *planner.Connector
 	var desired []*specs.Spec
+	if saved != nil && len(c.Replace) > 0 {
+		return errors.New("-replace belongs to plan when a saved plan is applied: the saved plan already says what it rebuilds")
+	}
 	if saved != nil {
 		// Apply exactly the saved plan, if the live state is still the one
 		// it was made from.
@@ -223,7 +260,7 @@ func (c *ApplyCmd) Run(a *app, ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		plan, st, conn, err = a.makePlan(ctx, desired, c.Destroy)
+		plan, st, conn, err = a.makePlan(ctx, desired, c.Destroy, c.Replace...)
 		if err != nil {
 			return err
 		}

@@ -167,6 +167,7 @@ func renderVerify(w io.Writer, r *verify.Report, show int) {
 		fmt.Fprintf(tw, "  %d\t%s\t(%s)\t%s\t%s\n", d.Shard, kind, strings.Join(d.Key, ", "), values(d.Target), values(d.Expected))
 	}
 	tw.Flush()
+	fmt.Fprintf(w, "\n  To rebuild the target from the whole source beside the live one, readers switched at once:\n    shirath apply -replace %s.%s SPEC_PATHS\n", r.Database, r.Name)
 }
 
 func values(v []string) string {

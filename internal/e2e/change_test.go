@@ -294,3 +294,47 @@ func TestChangeModifyQuery(t *testing.T) {
 		}
 	})
 }
+
+// TestReplaceRebuildsWhatVerifyFound: a target that differs from its query
+// (a row written into it by hand, as a failed INSERT whose source part was
+// kept leaves one the other way) is found by verify, which says how to
+// rebuild it; apply -replace rebuilds it beside the live version under a
+// writer and a reader, and the target is exact again, with 0 failed reads.
+func TestReplaceRebuildsWhatVerifyFound(t *testing.T) {
+	t.Parallel()
+	eachServer(t, func(t *testing.T, f *fixture) {
+		const prefill = 200_000
+		f.createProducts(prefill)
+		f.writeSpec("by_category", changedSpec(1, ""))
+		f.mustRun("apply", "--auto-approve", f.dir)
+		f.exec("INSERT INTO %s.by_category_data SELECT 'cat5', toUInt64(1), toDecimal64(1000, 2)", f.db)
+		v := f.run("verify", "by_category")
+		if v.code != 1 || !strings.Contains(v.stdout, "shirath apply -replace "+f.db+".by_category") {
+			t.Fatalf("verify of a target with a row too many: exit %d, want 1 and how to rebuild:\n%s%s", v.code, v.stdout, v.stderr)
+		}
+		if r := f.run("plan", "-replace", "nosuch", f.dir); r.code != 1 || !strings.Contains(r.stderr, "-replace nosuch: no spec") {
+			t.Errorf("plan -replace of no spec: exit %d\n%s", r.code, r.stderr)
+		}
+
+		w := f.startWriter("products", prefill, 100, 50*time.Millisecond)
+		rd := f.startReader("by_category_data")
+		plan := f.mustRun("plan", "-replace", "by_category", f.dir)
+		if !strings.Contains(plan.stdout, "-replace: rebuild beside live version 1 as version 2") {
+			t.Errorf("plan -replace:\n%s", plan.stdout)
+		}
+		f.mustRun("apply", "--auto-approve", "-replace", f.db+".by_category", f.dir)
+		time.Sleep(time.Second) // keep writing through the new MV
+		w.Stop(t)
+		rd.Stop(t)
+		f.assertChangedExact(1)
+		if v, live := f.versions("by_category"); v != 2 || live != 2 {
+			t.Fatalf("after -replace: version %d, live %d; want 2, 2", v, live)
+		}
+		if v := f.run("verify", "by_category"); v.code != 0 {
+			t.Errorf("verify after -replace: exit %d\n%s", v.code, v.stdout)
+		}
+		if r := f.mustRun("plan", f.dir); !strings.Contains(r.stdout, "No changes") {
+			t.Errorf("plan after -replace:\n%s", r.stdout)
+		}
+	})
+}

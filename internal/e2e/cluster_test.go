@@ -60,6 +60,13 @@ func (f *fixture) settle(c *testenv.Cluster, want uint64, tables ...string) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	f.syncReplicas(c, tables...)
+}
+
+// syncReplicas waits until every replica of the tables has fetched what
+// its peers have.
+func (f *fixture) syncReplicas(c *testenv.Cluster, tables ...string) {
+	f.t.Helper()
 	for i, node := range c.Nodes {
 		for _, t := range tables {
 			if err := node.Exec(context.Background(), fmt.Sprintf("SYSTEM SYNC REPLICA %s.%s", f.db, t)); err != nil {

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/jackc/pgx/v5"
 
@@ -236,6 +237,17 @@ func (w *writer) failed(err error, first, last uint64) {
 // cluster). When an INSERT takes longer than `every` (the machine is
 // loaded), the next one catches up, so that the rate holds.
 func (f *fixture) startWriter(table string, start uint64, block int, every time.Duration) *writer {
+	return f.startWriterWith(nil, table, start, block, every)
+}
+
+// startWriterWith is startWriter with settings for its INSERTs, e.g.
+// insert_distributed_sync, so that an INSERT through a Distributed table
+// fails when a shard's part of it does.
+func (f *fixture) startWriterWith(settings clickhouse.Settings, table string, start uint64, block int, every time.Duration) *writer {
+	ctx := context.Background()
+	if settings != nil {
+		ctx = clickhouse.Context(ctx, clickhouse.WithSettings(settings))
+	}
 	w := &writer{f: f, table: table, stop: make(chan struct{}), started: time.Now()}
 	w.next.Store(start)
 	w.done.Add(1)
@@ -259,7 +271,7 @@ func (f *fixture) startWriter(table string, start uint64, block int, every time.
 			due += n
 			first := w.next.Add(n) - n
 			q := fmt.Sprintf("INSERT INTO %s.%s SELECT %d + number + 1, concat('cat', toString((%d + number) %% 97)), toDecimal64((%d + number) %% 1000, 2) / 10, now() FROM numbers(%d)", f.db, table, first, first, first, n)
-			if err := f.ch.Exec(context.Background(), q); err != nil {
+			if err := f.ch.Exec(ctx, q); err != nil {
 				// The ids of a failed INSERT are skipped, as a sequence skips.
 				w.failed(err, first+1, first+n)
 				continue
@@ -290,6 +302,23 @@ func (w *writer) Stop(t *testing.T) float64 {
 		w.checkLost(t)
 	}
 	return rate
+}
+
+// failedRows is an SQL condition on id that holds for the rows of every
+// failed INSERT (false when none failed), adjacent ranges merged.
+func (w *writer) failedRows() string {
+	var terms []string
+	for i := 0; i < len(w.lost); {
+		first, last := w.lost[i][0], w.lost[i][1]
+		for i++; i < len(w.lost) && w.lost[i][0] == last+1; i++ {
+			last = w.lost[i][1]
+		}
+		terms = append(terms, fmt.Sprintf("id BETWEEN %d AND %d", first, last))
+	}
+	if len(terms) == 0 {
+		return "(0 = 1)"
+	}
+	return "(" + strings.Join(terms, " OR ") + ")"
 }
 
 // checkLost fails the test if a failed INSERT wrote any row. On a cluster,

@@ -14,11 +14,14 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -39,7 +42,7 @@ func main() {
 		os.Exit(2)
 	}
 	if !*child {
-		os.Exit(supervise())
+		os.Exit(supervise(*lib, *path, *logFile, *tcp, *http))
 	}
 	if err := run(*lib, *path, *logFile, *tcp, *http); err != nil {
 		fmt.Fprintln(os.Stderr, "chdbserver:", err)
@@ -126,23 +129,47 @@ func run(lib, path, logFile string, tcp, http int) error {
 
 // supervise runs the engine in a child process and starts it again when it
 // dies without a stop request, as a service manager restarts a crashed
-// server: chDB's engine has been seen to die under the test suite's load
-// (a SIGKILLed client in the middle of DDL) with nothing in its log. Each
-// death is reported with its exit status; the query that was running fails
-// for its client, so no test passes through a crash unnoticed.
-func supervise() int {
-	args := append([]string{"-child"}, os.Args[1:]...)
+// server. Each death is reported with its exit status; the query that was
+// running fails for its client, so no test passes through a crash unnoticed.
+//
+// The native port is served by a relay in this process (see relay): chDB's
+// engine aborts when a client's connection is reset.
+func supervise(lib, path, logFile string, tcp, http int) int {
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", tcp))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "chdbserver:", err)
+		return 1
+	}
+	var engine atomic.Value // the engine's native address
+	engine.Store("")
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go relay(c.(*net.TCPConn), func() string { return engine.Load().(string) })
+		}
+	}()
+
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	quick := 0 // deaths in a row within 10s of a start: the engine cannot start
 	for {
+		port, err := freePort()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "chdbserver:", err)
+			return 1
+		}
 		started := time.Now()
-		cmd := exec.Command(os.Args[0], args...)
+		cmd := exec.Command(os.Args[0], "-child", "-lib", lib, "-path", path, "-log", logFile,
+			"-tcp-port", strconv.Itoa(port), "-http-port", strconv.Itoa(http))
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 		if err := cmd.Start(); err != nil {
 			fmt.Fprintln(os.Stderr, "chdbserver:", err)
 			return 1
 		}
+		engine.Store(fmt.Sprintf("127.0.0.1:%d", port))
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
 		select {
@@ -163,4 +190,51 @@ func supervise() int {
 			time.Sleep(time.Second)
 		}
 	}
+}
+
+// relay passes one client connection to the engine and back. chDB's engine
+// (26.7) aborts the whole server on a connection reset by its peer: its
+// TCPHandler logs "Connection reset by peer, while reading from socket" and
+// rethrows, and the uncaught exception terminates the process (seen when
+// tests SIGKILL a client whose socket still held unread data, which makes
+// the kernel send a reset). A ClickHouse server takes a reset as the end of
+// the connection, and so must the engine: the relay ends every connection to
+// the engine with a FIN, whatever the client did. When the client is gone,
+// the engine is told so by an end of file, and what it still sends is read
+// and dropped until it closes, so that closing the relay's side never sends
+// a reset either. While the engine restarts, a new connection waits for it
+// for up to a minute.
+func relay(client *net.TCPConn, engine func() string) {
+	defer client.Close()
+	var up *net.TCPConn
+	for deadline := time.Now().Add(time.Minute); ; {
+		if addr := engine(); addr != "" {
+			if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+				up = c.(*net.TCPConn)
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	defer up.Close()
+	go func() {
+		io.Copy(up, client) // until the client closes, or its connection fails
+		up.CloseWrite()
+	}()
+	if _, err := io.Copy(client, up); err != nil {
+		io.Copy(io.Discard, up)
+	}
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
