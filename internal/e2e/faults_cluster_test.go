@@ -190,7 +190,7 @@ func TestClusterZooKeeperLostDuringBackfill(t *testing.T) {
 		if len(w.lost) > 0 {
 			t.Fatalf("%d INSERTs failed during the rebuild, with ZooKeeper up: %v", len(w.lost), w.err)
 		}
-		f.settle(c, faultPrefill+kept+rows+w.rows.Load(), "products", "by_category_data")
+		f.settle(c, faultPrefill+kept+rows+w.rows.Load(), "products", "by_category_data__v2")
 	} else if v.code != 0 {
 		t.Fatalf("verify of a target equal to the source's aggregate: exit %d", v.code)
 	}

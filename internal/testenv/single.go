@@ -23,10 +23,11 @@ type Single struct {
 	// server creates them.
 	Atomic bool
 	// ChDB: the server is chDB's engine (its default database has chDB's
-	// own Overlay engine). It aborts when a client connection is reset in
-	// the middle of a query (seen: NetException "Connection reset by peer"
-	// uncaught, std::terminate), which a SIGKILLed shirath does; the stack's
-	// supervisor starts it again. Tests that kill shirath run alone on it.
+	// own Overlay engine). The engine aborts when a client connection is
+	// reset (NetException "Connection reset by peer" uncaught,
+	// std::terminate), which a SIGKILLed shirath does; the stack's
+	// chdbserver relays its native port so that the engine never sees a
+	// reset, and starts it again if it dies all the same.
 	ChDB bool
 	env  *Env
 }
