@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -184,7 +185,8 @@ func TestChainChangeRipples(t *testing.T) {
 // TestClusterChainChangeRipples: the chain on the 2x2 cluster (a Replicated
 // source written through products_dist at 2,000 rows/s), readers in a loop
 // on every level's Distributed table; clean's query changes: the plan
-// rebuilds both rollups, saying why, and one apply rebuilds the three
+// rebuilds both rollups, saying why; the apply is killed (SIGKILL) in the
+// middle of by_cat's new backfill, and the next apply finishes the three
 // levels: every level exact through its Distributed table, no read failed,
 // every node left with the new versions only.
 func TestClusterChainChangeRipples(t *testing.T) {
@@ -192,15 +194,33 @@ func TestClusterChainChangeRipples(t *testing.T) {
 	f.runTimeout = 15 * time.Minute // a change builds every level in rounds
 	const prefill = 100_000
 	f.createClusterProducts(c, prefill, true)
-	f.writeClusterChain(cleanAt(10), rippleByCat, rippleByIDs)
+	// The rollups in batches of 10,000 keys, for the kill to land in one.
+	f.writeClusterChain(cleanAt(10), byCatSpec, byIDsSpec)
 	w := f.startWriter("products_dist", prefill, 100, 50*time.Millisecond)
 	f.mustRun("apply", "--auto-approve", f.dir)
 	rs := f.chainReaders(map[string]string{"clean_dist": "id", "by_cat_dist": "cnt", "by_ids_dist": "id_sum"})
 
 	f.writeSpec("clean", cleanAt(20)+"cluster: auto\n")
 	f.assertRipplePlan()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	f.startApply(ctx, "by_cat's new version in its backfill", 10*time.Minute, func() bool {
+		st, done, _, ok := f.job("by_cat")
+		v, _ := f.versions("by_cat")
+		return ok && v == 2 && st == "backfilling" && done > 0
+	}).kill()
+	var states []string
+	for _, n := range []string{"clean", "by_cat", "by_ids"} {
+		st, done, total, _ := f.job(n)
+		v, live := f.versions(n)
+		states = append(states, fmt.Sprintf("%s %s %d/%d v%d live %d", n, st, done, total, v, live))
+	}
+	t.Logf("killed in the middle of the chain's backfill: %s", strings.Join(states, "; "))
+	if _, live := f.versions("clean"); live != 1 {
+		t.Errorf("clean switched (live version %d) before its rollups were built", live)
+	}
 	r := f.mustRun("apply", "--auto-approve", f.dir)
-	t.Logf("apply:\n%s", r.stdout)
+	t.Logf("apply after the kill:\n%s", r.stdout)
 	stopChain(t, w, rs)
 	f.settle(c, prefill+w.rows.Load(), "products", "clean_data__v2", "by_cat_data__v2", "by_ids_data__v2")
 	w.checkLost(t)
