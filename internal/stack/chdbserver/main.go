@@ -170,6 +170,7 @@ func supervise(lib, path, logFile string, tcp, http int) int {
 			return 1
 		}
 		engine.Store(fmt.Sprintf("127.0.0.1:%d", port))
+		fmt.Fprintf(os.Stderr, "chdbserver: relaying 127.0.0.1:%d (native) to the engine on 127.0.0.1:%d\n", tcp, port)
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
 		select {
