@@ -155,7 +155,7 @@ func TestClusterZooKeeperLostDuringBackfill(t *testing.T) {
 	defer f.logPerNode(c)
 
 	w.Stop(t)
-	f.syncReplicas(c, "products")
+	f.waitReplicasAgree(c, "products", 7*time.Minute)
 	failed := w.failedRows()
 	kept, _ := strconv.ParseUint(f.scalar(fmt.Sprintf("SELECT count() FROM products_dist WHERE %s", failed)), 10, 64)
 	t.Logf("%d INSERTs failed; the source kept %d of their rows", len(w.lost), kept)
@@ -199,6 +199,54 @@ func TestClusterZooKeeperLostDuringBackfill(t *testing.T) {
 	}
 	if v, live := f.versions("by_category"); v != 2 || live != 2 {
 		t.Errorf("after -replace: version %d, live %d; want 2, 2", v, live)
+	}
+}
+
+// waitReplicasAgree waits until the replicas of each shard hold as many
+// rows of table. An INSERT that failed with "Unknown status, client must
+// retry" (code 319: ZooKeeper lost while its part was committed) leaves
+// its part on the replica that wrote it, not registered in ZooKeeper: that
+// replica serves the rows until its part check removes the part (seen on
+// 18.16: one replica of shard 2 had 190 rows more than the other), so a
+// read through the Distributed table depends on the replica it picks.
+func (f *fixture) waitReplicasAgree(c *testenv.Cluster, table string, timeout time.Duration) {
+	f.t.Helper()
+	start := time.Now()
+	for {
+		f.syncReplicas(c, table)
+		rows := map[uint32]map[uint64][]string{} // shard -> count -> nodes
+		for i, node := range c.Nodes {
+			_, port, _ := strings.Cut(c.Addrs[i], ":")
+			var shard uint32
+			var n uint64
+			q := fmt.Sprintf("SELECT (SELECT any(shard_num) FROM system.clusters WHERE cluster = '%s' AND port = %s), (SELECT count() FROM %s.%s)", c.Name, port, f.db, table)
+			if err := node.QueryRow(context.Background(), q).Scan(&shard, &n); err != nil {
+				f.t.Fatalf("count %s on %s: %v", table, c.Addrs[i], err)
+			}
+			if rows[shard] == nil {
+				rows[shard] = map[uint64][]string{}
+			}
+			rows[shard][n] = append(rows[shard][n], c.Addrs[i])
+		}
+		var differ []string
+		for shard, counts := range rows {
+			if len(counts) > 1 {
+				differ = append(differ, fmt.Sprintf("shard %d: %v", shard, counts))
+			}
+		}
+		if len(differ) == 0 {
+			if d := time.Since(start); d > time.Second {
+				f.t.Logf("the replicas of %s agree after %s", table, d.Round(time.Second))
+			}
+			return
+		}
+		if time.Since(start) > timeout {
+			f.t.Fatalf("the replicas of %s still differ after %s (rows: nodes): %s", table, timeout, strings.Join(differ, "; "))
+		}
+		if time.Since(start) < 3*time.Second {
+			f.t.Logf("the replicas of %s differ, waiting: %s", table, strings.Join(differ, "; "))
+		}
+		time.Sleep(5 * time.Second)
 	}
 }
 
