@@ -304,7 +304,7 @@ func diffOne(c *ResourceChange, s *specs.Spec, live *Live, job *state.Job, repla
 			c.Reason = fmt.Sprintf("%s.%s on %s differs from what shirath applied", db, s.Name, strings.Join(differs, ", "))
 			c.Diff = LineDiff(job.Applied["mv"].Server+"\n", live0+"\n")
 			c.Blocked = "the live view is not the one shirath created (changed by hand, or printed differently by an upgraded server). " +
-				"If it was changed, rebuild with `shirath mv backfill " + s.Name + " --restart`; shirath does not drop a target on its own for this"
+				"If it was changed, rebuild it beside the live one with `shirath apply -replace " + db + "." + s.Name + "`; shirath does not drop a target on its own for this"
 			return
 		}
 	}

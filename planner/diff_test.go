@@ -346,7 +346,7 @@ func TestDiff(t *testing.T) {
 			job: func(t *testing.T, s *specs.Spec) *state.Job { return testJob(t, s, "", state.StatusCompleted) },
 			want: want{action: Change,
 				reason:  "shop.products_by_category on ch1:9000 differs from what shirath applied",
-				blocked: []string{"not the one shirath created", "shirath mv backfill products_by_category --restart"},
+				blocked: []string{"not the one shirath created", "shirath apply -replace shop.products_by_category"},
 				check: func(t *testing.T, c *ResourceChange) {
 					if !strings.Contains(c.Diff, "- ") || !strings.Contains(c.Diff, "id > 999") {
 						t.Errorf("diff does not show the live view:\n%s", c.Diff)
