@@ -59,6 +59,11 @@ spawn() {
 	die "could not start $*"
 }
 
+# A node started again while the others work: an 18.16 node with a few dozen
+# Replicated tables took about 3 minutes to answer under a load average of 43
+# (the soak of 2026-12-07), so the wait is longer than at "up".
+NODE_START_WAIT=${NODE_START_WAIT:-300}
+
 alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 wait_for() { # description timeout-seconds command...
@@ -373,14 +378,14 @@ stop-node)
 start-node)
 	[[ -n ${NODE_TCP[${2:-}]:-} ]] || die "start-node needs one of ${NODES[*]}"
 	node_start "$2"
-	wait_for "ClickHouse $2" 90 ch_answers "${NODE_TCP[$2]}"
+	wait_for "ClickHouse $2" "$NODE_START_WAIT" ch_answers "${NODE_TCP[$2]}"
 	;;
 restart-node)
 	# Stops a node and starts it again at once, as a restart of its server does.
 	[[ -n ${NODE_TCP[${2:-}]:-} ]] || die "restart-node needs one of ${NODES[*]}"
 	stop_pid "$STACK_DIR/ch-$2/pid"
 	node_start "$2"
-	wait_for "ClickHouse $2" 90 ch_answers "${NODE_TCP[$2]}"
+	wait_for "ClickHouse $2" "$NODE_START_WAIT" ch_answers "${NODE_TCP[$2]}"
 	;;
 zk-stop) stop_pid "$STACK_DIR/zk/pid" ;;
 zk-start) zk_up ;;
