@@ -43,6 +43,8 @@ func (r *run) fence(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Shared with the other MVs of this apply on the source: the rate only
+	// sizes the headroom, verifyFence below decides whether F is safe.
 	rate, reused, err := r.sharedRate(withStep(ctx, "rate-sample"), false, r.insertRate)
 	if err != nil {
 		return err
