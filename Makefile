@@ -42,7 +42,7 @@ test: up
 bench: up
 	mkdir -p .bench
 	$(STACK) status > .bench/servers.txt
-	$(GO) test -tags integration -p 1 -run '^$$' -bench . -benchtime 1x -count 3 -timeout 60m $(PKGS) > .bench/bench.txt 2>&1 \
+	$(GO) test -tags integration -p 1 -run '^$$' -bench . -benchtime 1x -count 3 -timeout 180m $(PKGS) > .bench/bench.txt 2>&1 \
 		|| { cat .bench/bench.txt; exit 1; }
 	cat .bench/bench.txt
 	$(GO) run ./internal/benchreport -servers .bench/servers.txt -o BENCHMARKS.md .bench/bench.txt

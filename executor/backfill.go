@@ -111,7 +111,7 @@ func (r *run) backfillCopy(ctx context.Context, n *planner.Node, sp *state.Shard
 		}
 		lo := *sp.LastProcessedID
 		hi := f
-		if width < f-lo {
+		if width < f-lo && !sz.wholeRest(f-lo, width) {
 			hi = lo + width
 		}
 		rows := sp.TotalRows - sp.ProcessedRows
@@ -192,6 +192,27 @@ func (s *sizer) next(width int64, took time.Duration) int64 {
 	return max(adapt(width, took, s.target, s.max), s.floor)
 }
 
+// wholeRest reports whether the rest of the keys up to the fence, rest,
+// goes in this batch rather than width keys of it: when it is at most 1.5x
+// width (the next batch would leave a short last one), or when the pace of
+// the previous batch says that the rest takes at most 1.5x the target. A
+// short last batch costs nearly what a long one does (a statement that reads
+// the source, a part in the target, the range's count, two commits), on
+// every shard; taking it whole is also one count less (the rest's rows are
+// known). max_batch_rows still bounds it.
+func (s *sizer) wholeRest(rest, width int64) bool {
+	if s.max > 0 && rest > s.max {
+		return false
+	}
+	if rest-width <= width/2 {
+		return true
+	}
+	if s.prevW <= 0 {
+		return false
+	}
+	return float64(rest)/float64(s.prevW)*s.prevT.Seconds() <= 1.5*s.target.Seconds()
+}
+
 // adapt scales the key range of the next batch toward the target duration,
 // by at most 4x either way per batch.
 func adapt(width int64, took, target time.Duration, max int64) int64 {
@@ -207,15 +228,28 @@ func adapt(width int64, took, target time.Duration, max int64) int64 {
 	return w
 }
 
+// countRange counts the source rows of a batch's range. It is a read: a
+// transient failure (a read timeout, a connection reset by a loaded server)
+// is retried once rather than failing the backfill.
 func (r *run) countRange(ctx context.Context, n *planner.Node, lo, hi int64) (int64, error) {
 	var c int64
-	if err := n.Conn.QueryRow(ctx, r.mv.CountRange(lo, hi)).Scan(&c); err != nil {
+	err := readRetry(ctx, func() error { return n.Conn.QueryRow(ctx, r.mv.CountRange(lo, hi)).Scan(&c) }, func(err error) {
+		r.log().Warn("count of a batch's range failed: retrying once", "node", n.Addr, "lo", lo, "hi", hi, "error", err)
+	})
+	if err != nil {
 		return 0, fmt.Errorf("count (%d, %d] on %s: %w", lo, hi, n.Addr, err)
 	}
 	return c, nil
 }
 
+// sourceSortedByKey reports whether the source on node n is sorted by the
+// key first, with its sorting key; the MVs of one apply on the same source
+// share the answer (shared.go).
 func (r *run) sourceSortedByKey(ctx context.Context, n *planner.Node) (bool, string, error) {
+	return r.sharedSort(n.Addr, func() (bool, string, error) { return r.readSortingKey(ctx, n) })
+}
+
+func (r *run) readSortingKey(ctx context.Context, n *planner.Node) (bool, string, error) {
 	var sk string
 	err := n.Conn.QueryRow(ctx, "SELECT sorting_key FROM system.tables WHERE database = ? AND name = ?", r.c.Database, r.mv.Spec.SourceTable).Scan(&sk)
 	if err != nil {

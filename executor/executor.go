@@ -125,6 +125,9 @@ type Executor struct {
 	// same time, and 18.16 was seen failing a RENAME of one with an error
 	// naming the table a concurrent DROP of the other was dropping.
 	switchMu sync.Map
+	// sources is what the MVs of this apply learn about the sources they
+	// share (shared.go).
+	sources sourceFacts
 }
 
 // switchLock locks the switches of the database of r's MV.

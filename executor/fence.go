@@ -43,7 +43,9 @@ func (r *run) fence(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	rate, err := r.insertRate(withStep(ctx, "rate-sample"))
+	// Shared with the other MVs of this apply on the source: the rate only
+	// sizes the headroom, verifyFence below decides whether F is safe.
+	rate, reused, err := r.sharedRate(withStep(ctx, "rate-sample"), false, r.insertRate)
 	if err != nil {
 		return err
 	}
@@ -83,9 +85,11 @@ func (r *run) fence(ctx context.Context) error {
 		if err := r.dropObjects(withStep(ctx, "fence-retry"), r.mv); err != nil {
 			return err
 		}
-		if rate == 0 {
-			// Inserts started after the rate was read as zero.
-			if rate, err = r.insertRate(withStep(ctx, "rate-sample")); err != nil {
+		if rate == 0 || reused {
+			// Inserts started after the rate was read as zero, or sped up
+			// since another MV of the source sampled it: sample it again
+			// (and share the new sample).
+			if rate, reused, err = r.sharedRate(withStep(ctx, "rate-sample"), true, r.insertRate); err != nil {
 				return err
 			}
 			if rate == 0 {
@@ -245,7 +249,8 @@ func (r *run) maxKey(ctx context.Context, n *planner.Node) (int64, error) {
 }
 
 // insertRate measures how fast the key grows, in keys per second, over one
-// second.
+// second. fence takes it through sharedRate: the MVs of one source applied
+// together share one sample.
 func (r *run) insertRate(ctx context.Context) (float64, error) {
 	a, err := r.globalMax(ctx)
 	if err != nil {

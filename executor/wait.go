@@ -13,7 +13,10 @@ import (
 
 // waitSource waits until the source has passed the fence (every key up to F
 // has arrived) and the settle delay has passed, then records what each copy
-// of the target has to backfill.
+// of the target has to backfill. The settle delay runs from the first moment
+// the source was seen past a fence at or above F, by this MV or by another
+// MV of this apply on the same source (shared.go): MVs applied together wait
+// it once, and each still waits until the source itself is past its own F.
 func (r *run) waitSource(ctx context.Context) error {
 	if r.job.Status != state.StatusWaiting {
 		if err := r.setStatus(ctx, state.StatusWaiting, ""); err != nil {
@@ -44,16 +47,18 @@ func (r *run) waitSource(ctx context.Context) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	if err := r.waitEveryCopy(ctx, f, deadline); err != nil {
-		return err
-	}
-	if d := r.c.Spec.Backfill.SettleDelay.Duration; d > 0 {
-		r.emit(Event{Kind: EventWaiting, Step: planner.StepWait, Message: fmt.Sprintf("source passed the fence; settling %s", d)})
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(d):
+	// Every copy past a fence F' >= F (or quiet) is every copy past F:
+	// what another MV of the source saw is as good as seeing it here.
+	passed, shared := r.passedAt(f)
+	if !shared {
+		if err := r.waitEveryCopy(ctx, f, deadline); err != nil {
+			return err
 		}
+		passed = time.Now()
+		r.recordPass(f, passed)
+	}
+	if err := r.settle(ctx, passed, shared); err != nil {
+		return err
 	}
 	if err := r.waitDistributedSends(ctx); err != nil {
 		return err
@@ -92,6 +97,32 @@ func (r *run) waitSource(ctx context.Context) error {
 		return err
 	}
 	return r.reload(ctx)
+}
+
+// settle waits until the settle delay has passed since the source passed the
+// fence, at passed (seen by another MV of the source when shared).
+func (r *run) settle(ctx context.Context, passed time.Time, shared bool) error {
+	d := r.c.Spec.Backfill.SettleDelay.Duration
+	if d <= 0 {
+		return nil
+	}
+	left := time.Until(passed.Add(d))
+	ago := time.Since(passed).Round(time.Millisecond)
+	switch {
+	case left <= 0:
+		r.emit(Event{Kind: EventWaiting, Step: planner.StepWait, Message: fmt.Sprintf("source passed the fence %s ago (seen for another MV of the source): settled", ago)})
+		return nil
+	case shared:
+		r.emit(Event{Kind: EventWaiting, Step: planner.StepWait, Message: fmt.Sprintf("source passed the fence %s ago (seen for another MV of the source); settling %s more", ago, left.Round(time.Millisecond))})
+	default:
+		r.emit(Event{Kind: EventWaiting, Step: planner.StepWait, Message: fmt.Sprintf("source passed the fence; settling %s", d)})
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(left):
+		return nil
+	}
 }
 
 // copyName names a copy of the target in the shard progress: "" for a

@@ -1,5 +1,11 @@
 package main
 
+import (
+	"regexp"
+	"strconv"
+	"strings"
+)
+
 // figure says what a metric is, what it is compared with, and the target
 // it must meet, where the issue that asked for it set one.
 type figure struct{ what, baseline, target string }
@@ -7,6 +13,35 @@ type figure struct{ what, baseline, target string }
 type benchDoc struct {
 	text    string
 	figures map[string]figure
+}
+
+// sizeInUnit is the source size in a metric's name: "sorted-20M-ns-per-row".
+var sizeInUnit = regexp.MustCompile(`-(\d+)M-`)
+
+// figure describes a metric: its own entry, else the entry of its name with
+// the size as N ("sorted-NM-ns-per-row"), where {rows} reads as the size.
+func (d benchDoc) figure(unit string) figure {
+	if f, ok := d.figures[unit]; ok {
+		return f
+	}
+	m := sizeInUnit.FindStringSubmatchIndex(unit)
+	if m == nil {
+		return figure{}
+	}
+	millions, _ := strconv.Atoi(unit[m[2]:m[3]])
+	f := d.figures[unit[:m[0]]+"-NM-"+unit[m[1]:]]
+	rows := commas(millions * 1_000_000)
+	f.what = strings.ReplaceAll(f.what, "{rows}", rows)
+	f.baseline = strings.ReplaceAll(f.baseline, "{rows}", rows)
+	return f
+}
+
+func commas(n int) string {
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }
 
 // docs describes the benchmarks of internal/e2e; a benchmark or metric not
@@ -58,6 +93,47 @@ var docs = map[string]benchDoc{
 			"one-s":         {what: "one MV alone"},
 			"20mvs-p4-s":    {what: "20 MVs, 4 at once"},
 			"20mvs-p20-s":   {what: "20 MVs, 20 at once"},
+		},
+	},
+	"BenchmarkScale": {
+		text: "Issue 11, point 3. 18.16 single node, sources of 5M, 20M and 80M rows (1,000 categories), sorted by the key (`ORDER BY id`: key-range batches) " +
+			"and not (`ORDER BY (category, id)`: one pass), one `SummingMergeTree` target. Throughputs are the single statement's time over the method's " +
+			"(1x: as many rows a second as the statement; higher is better). shirath's backfill is timed from its first backfill line to its OPTIMIZE line. " +
+			"`SHIRATH_BENCH_SCALE_MAX` caps the sizes.",
+		figures: map[string]figure{
+			"sorted-NM-shirath/statement":    {what: "shirath's throughput, {rows}-row source sorted by the key", baseline: "one `INSERT ... SELECT ... GROUP BY` over the whole source", target: "0.8x or more"},
+			"unsorted-NM-shirath/statement":  {what: "shirath's throughput (one pass), {rows}-row source sorted by `(category, id)`", baseline: "one `INSERT ... SELECT ... GROUP BY` over the whole source", target: "0.8x or more"},
+			"sorted-5M-shirath/statement":    {what: "shirath's throughput, 5,000,000-row source sorted by the key", baseline: "one `INSERT ... SELECT ... GROUP BY` over the whole source"},
+			"unsorted-5M-shirath/statement":  {what: "shirath's throughput (one pass), 5,000,000-row source sorted by `(category, id)`", baseline: "one `INSERT ... SELECT ... GROUP BY` over the whole source"},
+			"sorted-NM-filtered/statement":   {what: "throughput of the statement with shirath's key filter `id > 0 AND id <= F`: the floor of a fenced backfill, {rows} rows", baseline: "the statement without the filter"},
+			"unsorted-NM-filtered/statement": {what: "throughput of the statement with the key filter, {rows} rows, unsorted source", baseline: "the statement without the filter"},
+			"sorted-cost-max/min":            {what: "shirath's cost per row, sorted source: the largest over the smallest across the sizes", baseline: "-", target: "under 1.3x"},
+			"unsorted-cost-max/min":          {what: "shirath's cost per row, unsorted source: the largest over the smallest across the sizes", baseline: "-", target: "under 1.3x"},
+			"sorted-NM-ns-per-row":           {what: "shirath's backfill time per source row, {rows} rows, sorted"},
+			"unsorted-NM-ns-per-row":         {what: "shirath's backfill time per source row, {rows} rows, unsorted"},
+			"sorted-NM-statement-s":          {what: "the single statement, {rows} rows"},
+			"unsorted-NM-statement-s":        {what: "the single statement, {rows} rows"},
+			"sorted-NM-filtered-s":           {what: "the filtered statement, {rows} rows"},
+			"unsorted-NM-filtered-s":         {what: "the filtered statement, {rows} rows"},
+			"sorted-NM-shirath-s":            {what: "shirath's backfill, {rows} rows"},
+			"unsorted-NM-shirath-s":          {what: "shirath's backfill (one pass), {rows} rows"},
+			"sorted-NM-batches":              {what: "batches shirath ran, {rows} rows"},
+		},
+	},
+	"BenchmarkFootprint": {
+		text: "Issue 11, point 5. 18.16 single node. `apply` backfills the largest source of BenchmarkScale (80M rows sorted by the key unless capped); " +
+			"the daemon (`shirath serve --workers 5`) backfills 5 new MVs of a 20M-row source while a client sends `GET /api/mv/{name}` at 200 requests a second " +
+			"(open loop), then reconciles 200 up-to-date MVs 2,400 times (an hour of the default `--resync 5m`, run with `--resync 1s`).",
+		figures: map[string]figure{
+			"apply-peak-rss-MB":     {what: "peak resident set of `shirath apply` (rusage of the exited process) during the 80M-row backfill", baseline: "-", target: "under 64 MB"},
+			"daemon-get-p50-ms":     {what: "`GET /api/mv/{name}` median latency while 5 backfills run", baseline: "-"},
+			"daemon-get-p99-ms":     {what: "`GET /api/mv/{name}` 99th percentile latency while 5 backfills run", baseline: "-", target: "under 50 ms"},
+			"daemon-gets":           {what: "GETs sent while a backfill ran"},
+			"daemon-rss-last/first": {what: "the daemon's resident set after the simulated hour", baseline: "its resident set once each of the 200 MVs was reconciled once", target: "flat"},
+			"daemon-rss-first-MB":   {what: "the daemon's resident set once each MV was reconciled once"},
+			"daemon-rss-last-MB":    {what: "the daemon's resident set at the end"},
+			"daemon-rss-peak-MB":    {what: "the daemon's peak resident set (VmHWM)"},
+			"daemon-reconciles":     {what: "reconciles made (2,400: an hour of the default resync for 200 MVs)"},
 		},
 	},
 	"BenchmarkPlan200": {

@@ -208,7 +208,7 @@ func write(w io.Writer, runs []*samples, mach []string, status string, files int
 		for _, unit := range units {
 			v := s.values[unit]
 			lo, hi := span(v)
-			fd := doc.figures[unit]
+			fd := doc.figure(unit)
 			fmt.Fprintf(w, "| `%s` %s | %s | %s | %s-%s | %d | %s |\n", unit, fd.what, dash(fd.baseline),
 				num(median(v), unit), num(lo, unit), num(hi, unit), len(v), dash(fd.target))
 		}
@@ -234,6 +234,12 @@ func num(v float64, unit string) string {
 		return fmt.Sprintf("%.2fx", v)
 	case strings.HasSuffix(unit, "-s"):
 		return fmt.Sprintf("%.2f s", v)
+	case strings.HasSuffix(unit, "-ms"):
+		return fmt.Sprintf("%.1f ms", v)
+	case strings.HasSuffix(unit, "-MB"):
+		return fmt.Sprintf("%.1f MB", v)
+	case strings.HasSuffix(unit, "-ns-per-row"):
+		return fmt.Sprintf("%.1f ns", v)
 	}
 	return strconv.FormatFloat(v, 'f', -1, 64)
 }

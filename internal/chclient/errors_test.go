@@ -1,8 +1,13 @@
 package chclient
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"os"
+	"syscall"
 	"testing"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -27,6 +32,32 @@ func TestCoordinationLost(t *testing.T) {
 		}
 		if got := Explain(c.err) != ""; got != c.want {
 			t.Errorf("Explain(%v) says something: %v, want %v", c.err, got, c.want)
+		}
+	}
+}
+
+func TestTransient(t *testing.T) {
+	timeout := &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}
+	cases := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"read timeout", fmt.Errorf("read: %w", timeout), true},
+		{"connection reset", fmt.Errorf("count: %w", &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}), true},
+		{"broken pipe", fmt.Errorf("write: %w", syscall.EPIPE), true},
+		{"end of stream", fmt.Errorf("read: %w", io.EOF), true},
+		{"connection closed", clickhouse.ErrConnectionClosed, true},
+		{"message only", errors.New("read tcp 127.0.0.1:1->127.0.0.1:2: read: connection reset by peer"), true},
+		{"server exception", &clickhouse.Exception{Code: 159, Message: "Timeout exceeded: elapsed 5 seconds, i/o timeout"}, false},
+		{"context ended", fmt.Errorf("count: %w", context.DeadlineExceeded), false},
+		{"canceled", context.Canceled, false},
+		{"connection refused", errors.New("dial tcp 127.0.0.1:9000: connect: connection refused"), false},
+		{"nil", nil, false},
+	}
+	for _, c := range cases {
+		if got := Transient(c.err); got != c.want {
+			t.Errorf("%s: Transient(%v) = %v, want %v", c.name, c.err, got, c.want)
 		}
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -237,10 +238,15 @@ func benchSideBySide(methods ...func()) {
 
 // baseline fills a fresh target with the spec's query over the whole source
 // in one statement, checks it and drops it.
-func (w *bench) baseline(table string) time.Duration {
+func (w *bench) baseline(table string) time.Duration { return w.statement(table, sqlgen.Range{}) }
+
+// statement fills a fresh target with the spec's query over the key range
+// rg (the whole source: no filter) in one statement, checks it and drops
+// it. The range must cover every row.
+func (w *bench) statement(table string, rg sqlgen.Range) time.Duration {
 	m := w.into(table)
 	w.create(m)
-	q, err := m.Query(sqlgen.Range{})
+	q, err := m.Query(rg)
 	if err != nil {
 		w.b.Fatal(err)
 	}
@@ -323,6 +329,7 @@ type timedRun struct {
 	lines  []timedLine
 	total  time.Duration // the whole command
 	stderr string
+	maxRSS int64 // the process's peak resident set, in bytes (rusage)
 }
 
 func (r timedRun) stdout() string {
@@ -371,6 +378,9 @@ func tryTimed(b *testing.B, bin string, env []string, args ...string) (timedRun,
 	err = cmd.Wait()
 	r.total = time.Since(start)
 	r.stderr = stderr.String()
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		r.maxRSS = ru.Maxrss * 1024 // kilobytes on Linux
+	}
 	if err != nil {
 		return r, fmt.Errorf("shirath %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, r.stdout(), r.stderr)
 	}
@@ -410,6 +420,7 @@ func backfillSpan(lines []timedLine, mv string) span {
 type applyRun struct {
 	backfill   time.Duration // from the backfill step's first line to the OPTIMIZE line
 	total      time.Duration // the whole command
+	maxRSS     int64         // shirath's peak resident set, in bytes
 	batches    int
 	singlePass bool
 	out        string
@@ -437,7 +448,7 @@ func (w *bench) apply(name string) applyRun {
 	}
 	run := runTimed(w.b, w.bin, []string{"SHIRATH_CH_ADDR=" + w.addr, "SHIRATH_PG_URL=" + w.pg}, "apply", "--auto-approve", dir)
 	sp := backfillSpan(run.lines, w.db+"."+name)
-	r := applyRun{total: run.total, out: run.stdout(), batches: sp.batches, singlePass: sp.singlePass}
+	r := applyRun{total: run.total, maxRSS: run.maxRSS, out: run.stdout(), batches: sp.batches, singlePass: sp.singlePass}
 	if sp.from.IsZero() || sp.to.IsZero() || r.batches == 0 {
 		w.b.Fatalf("shirath apply: no backfill step, batch or OPTIMIZE line in its output:\n%s", r.out)
 	}
