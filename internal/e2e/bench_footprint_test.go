@@ -277,7 +277,7 @@ func daemonReconciles(b *testing.B) (first, last, peak float64, reconciles int64
 		if err != nil {
 			b.Fatalf("read the daemon's metrics: %v; log %s", err, d.log)
 		}
-		rss, hwm, err := procRSS(d.cmd.Process.Pid)
+		rss, hwm, err := procMemory(d.cmd.Process.Pid)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -322,9 +322,9 @@ func reconcileCount(url string) (int64, error) {
 	return n, sc.Err()
 }
 
-// procRSS reads a process's resident set and its peak (VmRSS, VmHWM), in
-// bytes.
-func procRSS(pid int) (rss, hwm int64, err error) {
+// procMemory reads a process's resident set and its peak (VmRSS, VmHWM),
+// in bytes.
+func procMemory(pid int) (rss, hwm int64, err error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, 0, err
@@ -346,5 +346,11 @@ func procRSS(pid int) (rss, hwm int64, err error) {
 			hwm = kb * 1024
 		}
 	}
-	return rss, hwm, sc.Err()
+	if err := sc.Err(); err != nil {
+		return 0, 0, err
+	}
+	if rss == 0 {
+		return 0, 0, fmt.Errorf("no VmRSS in %s", f.Name())
+	}
+	return rss, hwm, nil
 }
