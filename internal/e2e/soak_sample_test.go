@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"slices"
 	"sort"
 	"strconv"
@@ -70,7 +69,7 @@ func (s *sampler) Stop() {
 func (s *sampler) take() {
 	smp := sample{at: time.Since(s.start).Round(time.Second), rss: -1, heap: -1, goroutines: -1}
 	var errs []string
-	if v, err := procRSS(s.pid); err != nil {
+	if v, _, err := procMemory(s.pid); err != nil {
 		errs = append(errs, err.Error())
 	} else {
 		smp.rss = v
@@ -93,24 +92,6 @@ func (s *sampler) take() {
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
-
-// procRSS reads a process's resident set from /proc.
-func procRSS(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, fmt.Errorf("read rss: %w", err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("parse VmRSS %q: %w", line, err)
-			}
-			return kb * 1024, nil
-		}
-	}
-	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
-}
 
 // daemonGet reads url+path with read; 10 s at most.
 func daemonGet(url, path string, read func(io.Reader) error) error {
