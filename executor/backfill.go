@@ -103,6 +103,9 @@ func (r *run) backfillCopy(ctx context.Context, n *planner.Node, sp *state.Shard
 		r.emit(Event{Kind: EventStep, Step: planner.StepBackfill, Shard: sp.Shard, Message: fmt.Sprintf("backfill %s <= %d on %s", spec.Backfill.KeyColumn, f, n.Addr)})
 	}
 	sz := sizer{target: target, max: int64(spec.Backfill.MaxBatchRows)}
+	if sorted && spec.Backfill.ProbeFirstBatch() {
+		width = r.probeWidth(ctx, n, sp, mode, width, &sz)
+	}
 	for *sp.LastProcessedID < f {
 		// A stop request (SIGTERM) lands between batches: the batch in
 		// flight finishes and is recorded, and a restart resumes after it.

@@ -52,3 +52,13 @@ func (s *Spec) OptimizeAfterBackfill() bool {
 	}
 	return s.Backfill.Optimize == nil || *s.Backfill.Optimize
 }
+
+// ProbeFirstBatch reports whether the first batch of a key-range backfill
+// is sized from a read-only probe of the query's pace (see
+// executor/probe.go): when initial_batch_rows is the default. Any other
+// value is the first batch's key range, as written. The test is on the value,
+// not on whether the field was written, because a spec stored by the REST API
+// or in a job is stored with its defaults filled in.
+func (b Backfill) ProbeFirstBatch() bool {
+	return b.InitialBatchRows == DefaultInitialBatchRows
+}

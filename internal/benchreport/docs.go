@@ -15,12 +15,23 @@ type benchDoc struct {
 	figures map[string]figure
 }
 
+// serverPrefix names the server of a metric measured on a single node other
+// than 18.16: "ch26.7-sorted-20M-ns-per-row".
+var serverPrefix = regexp.MustCompile(`^ch(\d+\.\d+)-(.+)$`)
+
 // sizeInUnit is the source size in a metric's name: "sorted-20M-ns-per-row".
 var sizeInUnit = regexp.MustCompile(`-(\d+)M-`)
 
 // figure describes a metric: its own entry, else the entry of its name with
 // the size as N ("sorted-NM-ns-per-row"), where {rows} reads as the size.
 func (d benchDoc) figure(unit string) figure {
+	if m := serverPrefix.FindStringSubmatch(unit); m != nil {
+		f := d.figure(m[2])
+		if f.what != "" {
+			f.what += ", on the ClickHouse " + m[1] + " node"
+		}
+		return f
+	}
 	if f, ok := d.figures[unit]; ok {
 		return f
 	}
@@ -85,18 +96,20 @@ var docs = map[string]benchDoc{
 		},
 	},
 	"BenchmarkManyMVs": {
-		text: "Issue 11, point 2. 18.16 single node, 1,000,000-row source; 20 new MVs (the same rollup under 20 names, so each is the largest) " +
+		text: "Issue 11, point 2. Each single node (18.16; `ch26.7-` figures: the 26.7 node), 1,000,000-row source; 20 new MVs (the same rollup under 20 names, so each is the largest) " +
 			"in one `shirath apply`, whole commands timed (each MV: 1 s rate sample, fence, 1 s settle delay, backfill, OPTIMIZE).",
 		figures: map[string]figure{
 			"20mvs-p4/one":  {what: "20 MVs, default `-parallelism` (4)", baseline: "`shirath apply` of one of them alone", target: "under 3x"},
 			"20mvs-p20/one": {what: "20 MVs, `-parallelism=20`", baseline: "`shirath apply` of one of them alone", target: "under 3x"},
+			"20mvs-p1/one":  {what: "20 MVs one after the other (`-parallelism=1`)", baseline: "`shirath apply` of one of them alone"},
+			"20mvs-p1-s":    {what: "20 MVs, one at a time"},
 			"one-s":         {what: "one MV alone"},
 			"20mvs-p4-s":    {what: "20 MVs, 4 at once"},
 			"20mvs-p20-s":   {what: "20 MVs, 20 at once"},
 		},
 	},
 	"BenchmarkScale": {
-		text: "Issue 11, point 3. 18.16 single node, sources of 5M, 20M and 80M rows (1,000 categories), sorted by the key (`ORDER BY id`: key-range batches) " +
+		text: "Issue 11, point 3. Each single node (18.16; `ch26.7-` figures: the 26.7 node), sources of 5M, 20M and 80M rows (1,000 categories), sorted by the key (`ORDER BY id`: key-range batches) " +
 			"and not (`ORDER BY (category, id)`: one pass), one `SummingMergeTree` target. Throughputs are the single statement's time over the method's " +
 			"(1x: as many rows a second as the statement; higher is better). shirath's backfill is timed from its first backfill line to its OPTIMIZE line. " +
 			"`SHIRATH_BENCH_SCALE_MAX` caps the sizes.",
@@ -118,13 +131,18 @@ var docs = map[string]benchDoc{
 			"sorted-NM-shirath-s":            {what: "shirath's backfill, {rows} rows"},
 			"unsorted-NM-shirath-s":          {what: "shirath's backfill (one pass), {rows} rows"},
 			"sorted-NM-batches":              {what: "batches shirath ran, {rows} rows"},
+			"sorted-NM-shirath/filtered":     {what: "shirath's throughput, {rows} rows, sorted", baseline: "the statement with the key filter (the floor of a fenced backfill)"},
+			"unsorted-NM-shirath/filtered":   {what: "shirath's throughput (one pass), {rows} rows, unsorted", baseline: "the statement with the key filter (the floor of a fenced backfill)"},
+			"sorted-NM-fixedfirst/statement": {what: "shirath with a fixed first batch of 1,048,576 keys (`initial_batch_rows: 1048576`: no pace probe), {rows} rows", baseline: "one `INSERT ... SELECT ... GROUP BY` over the whole source"},
+			"sorted-NM-fixedfirst-s":         {what: "shirath's backfill with a fixed first batch, {rows} rows"},
+			"sorted-NM-fixedfirst-batches":   {what: "batches with a fixed first batch, {rows} rows"},
 		},
 	},
 	"BenchmarkFootprint": {
 		text: "Issue 11, point 5. 18.16 single node. `apply` backfills the largest source of BenchmarkScale (80M rows sorted by the key unless capped); " +
 			"the daemon (`shirath serve --workers 5`) backfills 5 new MVs of a 20M-row source while a client sends `GET /api/mv/{name}` at 200 requests a second " +
 			"(open loop), then reconciles 200 up-to-date MVs 2,400 times (an hour of the default `--resync 5m`, run with `--resync 1s --workers 8`), " +
-			"or as many times as 5 minutes allow: `daemon-reconciles` says how many.",
+			"or as many times as 8 minutes allow: `daemon-reconciles` says how many.",
 		figures: map[string]figure{
 			"apply-peak-rss-MB":     {what: "peak resident set of `shirath apply` (rusage of the exited process) during the 80M-row backfill", baseline: "-", target: "under 64 MB"},
 			"daemon-get-p50-ms":     {what: "`GET /api/mv/{name}` median latency while 5 backfills run", baseline: "-"},

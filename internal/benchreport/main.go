@@ -213,6 +213,7 @@ func write(w io.Writer, runs []*samples, mach []string, status string, files int
 				num(median(v), unit), num(lo, unit), num(hi, unit), len(v), dash(fd.target))
 		}
 	}
+	writeOptimisations(w, runs)
 }
 
 func dash(s string) string {

@@ -93,3 +93,25 @@ func TestCommas(t *testing.T) {
 		}
 	}
 }
+
+// TestOptimisations: each optimisation's row pairs its two figures of the
+// same server and size, and a metric of the modern node finds its
+// description with the server named.
+func TestOptimisations(t *testing.T) {
+	out := `BenchmarkScale-2   	       1	         0.30 sorted-5M-shirath-s	         0.40 sorted-5M-fixedfirst-s	         1.0 sorted-20M-shirath-s	         1.5 sorted-20M-fixedfirst-s	         0.20 ch26.7-sorted-20M-shirath-s	         0.50 ch26.7-sorted-20M-fixedfirst-s	         0.8 ch26.7-sorted-20M-shirath/statement	         0 ns/op
+BenchmarkClusterShards-2   	       1	         0.5 parallel-s	         0.9 sequential-s	         0 ns/op
+`
+	var b bytes.Buffer
+	write(&b, readText(t, out, 1), nil, "", 1)
+	wantLines(t, b.String(),
+		"## What each optimisation changed",
+		"| Shards backfilled at once (issue 11, point 1) | BenchmarkClusterShards | one shard after the other (`-parallelism=1`): `sequential-s` 0.90 s | `parallel-s` 0.50 s | 1.80x |",
+		"`sorted-5M-fixedfirst-s` 0.40 s | `sorted-5M-shirath-s` 0.30 s | 1.33x |",
+		"`sorted-20M-fixedfirst-s` 1.50 s | `sorted-20M-shirath-s` 1.00 s | 1.50x |",
+		"`ch26.7-sorted-20M-fixedfirst-s` 0.50 s | `ch26.7-sorted-20M-shirath-s` 0.20 s | 2.50x |",
+		"| `ch26.7-sorted-20M-shirath/statement` shirath's throughput, 20,000,000-row source sorted by the key, on the ClickHouse 26.7 node | one `INSERT ... SELECT ... GROUP BY` over the whole source | 0.80x |",
+	)
+	if strings.Count(b.String(), "MVs applied at once") != 0 {
+		t.Errorf("a row without its figures:\n%s", b.String())
+	}
+}

@@ -254,16 +254,29 @@ func (w *clusterBench) backfill(name string, args ...string) time.Duration {
 	return sp.to.Sub(sp.from)
 }
 
-// BenchmarkManyMVs (issue 11, point 2): 20 new MVs on one source of the
-// 18.16 node, applied in one `shirath apply` with the default parallelism
-// (4) and with -parallelism=20, against the baseline: the same apply of one
-// of them alone (they are the same rollup, so each is the largest). Whole
-// commands are timed: measuring the insert rate (1 s), fencing, the settle
-// delay (1 s), the backfill and OPTIMIZE FINAL of every MV.
+// BenchmarkManyMVs (issue 11, point 2): 20 new MVs on one source of each
+// single node (18.16, then the modern one, whose metrics carry its name:
+// ch26.7-20mvs-...), applied in one `shirath apply` with the default
+// parallelism (4), with -parallelism=20 and with -parallelism=1 (one MV
+// after the other: what applying MVs at once changed), against the
+// baseline: the same apply of one of them alone (they are the same rollup,
+// so each is the largest). Whole commands are timed: measuring the insert
+// rate (1 s), fencing, the settle delay (1 s), the backfill and OPTIMIZE
+// FINAL of every MV.
 func BenchmarkManyMVs(b *testing.B) {
-	const rows, mvs = 1_000_000, 20
 	env := testenv.Load(b)
-	s := env.Singles(b)[0]
+	for k, s := range env.Singles(b) {
+		server := ""
+		if k > 0 {
+			server = s.Name() + "-"
+		}
+		manyMVs(b, env, s, server)
+	}
+	b.ReportMetric(0, "ns/op")
+}
+
+func manyMVs(b *testing.B, env *testenv.Env, s *testenv.Single, server string) {
+	const rows, mvs = 1_000_000, 20
 	conn, db := s.DB(b)
 	pg, bin, dir := env.PostgresDB(b), benchBinary(b), b.TempDir()
 	execOn(b, conn, nil, fmt.Sprintf("CREATE TABLE %s.products (id UInt64, category String, price Decimal(18,2), created_at DateTime) ENGINE = MergeTree() ORDER BY id", db))
@@ -288,20 +301,22 @@ func BenchmarkManyMVs(b *testing.B) {
 		}
 		return run.total
 	}
-	var one, many4, many20 time.Duration
+	var one, many4, many20, many1 time.Duration
 	for i := 0; i < b.N; i++ {
 		benchSideBySide(
 			func() { one += apply(fmt.Sprintf("one%d", i), 1) },
 			func() { many4 += apply(fmt.Sprintf("many%d", i), mvs) },
 			func() { many20 += apply(fmt.Sprintf("wide%d", i), mvs, "-parallelism=20") },
+			func() { many1 += apply(fmt.Sprintf("seq%d", i), mvs, "-parallelism=1") },
 		)
 	}
-	b.ReportMetric(0, "ns/op")
-	b.ReportMetric(ratio(many4, one), "20mvs-p4/one")
-	b.ReportMetric(ratio(many20, one), "20mvs-p20/one")
-	b.ReportMetric(seconds(one, b.N), "one-s")
-	b.ReportMetric(seconds(many4, b.N), "20mvs-p4-s")
-	b.ReportMetric(seconds(many20, b.N), "20mvs-p20-s")
+	b.ReportMetric(ratio(many4, one), server+"20mvs-p4/one")
+	b.ReportMetric(ratio(many20, one), server+"20mvs-p20/one")
+	b.ReportMetric(ratio(many1, one), server+"20mvs-p1/one")
+	b.ReportMetric(seconds(one, b.N), server+"one-s")
+	b.ReportMetric(seconds(many4, b.N), server+"20mvs-p4-s")
+	b.ReportMetric(seconds(many20, b.N), server+"20mvs-p20-s")
+	b.ReportMetric(seconds(many1, b.N), server+"20mvs-p1-s")
 }
 
 // BenchmarkPlan200 (issue 11, point 4): `shirath plan` of 200 specs against

@@ -161,9 +161,13 @@ type bench struct {
 }
 
 func newBench(b *testing.B, sourceOrder string, rows int) *bench {
-	env := testenv.Load(b)
 	// The 18.16 node: the baselines below were measured there.
-	s := env.Singles(b)[0]
+	return newBenchOn(b, testenv.Load(b).Singles(b)[0], sourceOrder, rows)
+}
+
+// newBenchOn is newBench on the single node s.
+func newBenchOn(b *testing.B, s *testenv.Single, sourceOrder string, rows int) *bench {
+	env := testenv.Load(b)
 	conn, db := s.DB(b)
 	w := &bench{b: b, ch: conn, db: db, pg: env.PostgresDB(b), addr: s.Addr, dir: b.TempDir(), bin: benchBinary(b)}
 	w.exec("CREATE TABLE %s.products (id UInt64, category String, price Decimal(18,2), created_at DateTime) ENGINE = MergeTree() ORDER BY %s", db, sourceOrder)
@@ -358,7 +362,11 @@ func tryTimed(b *testing.B, bin string, env []string, args ...string) (timedRun,
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(append(os.Environ(), "SHIRATH_LOG_LEVEL=warn"), env...)
+	level := "warn"
+	if os.Getenv("SHIRATH_BENCH_TRACE") != "" {
+		level = "debug"
+	}
+	cmd.Env = append(append(os.Environ(), "SHIRATH_LOG_LEVEL="+level), env...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
@@ -384,7 +392,20 @@ func tryTimed(b *testing.B, bin string, env []string, args ...string) (timedRun,
 	if err != nil {
 		return r, fmt.Errorf("shirath %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, r.stdout(), r.stderr)
 	}
+	if os.Getenv("SHIRATH_BENCH_TRACE") != "" {
+		b.Logf("shirath %s (%s):\n%s\nstderr (debug log):\n%s", strings.Join(args, " "), r.total.Round(time.Millisecond), r.trace(start), r.stderr)
+	}
 	return r, nil
+}
+
+// trace is the command's output with each line's time since start, for
+// SHIRATH_BENCH_TRACE=1 runs: where a benchmark's seconds go.
+func (r timedRun) trace(start time.Time) string {
+	var b strings.Builder
+	for _, l := range r.lines {
+		fmt.Fprintf(&b, "%8.3fs %s\n", l.at.Sub(start).Seconds(), l.text)
+	}
+	return b.String()
 }
 
 // span is the backfill part of an apply's output for one MV: from its first
@@ -437,13 +458,16 @@ type applyRun struct {
 // insert rate (one second by design), fences, waits for the settle delay
 // (1 s by default) and counts the rows to backfill; after it, OPTIMIZE
 // FINAL. apply-s includes all of that, and process start and migrations.
-func (w *bench) apply(name string) applyRun {
+func (w *bench) apply(name string) applyRun { return w.applyWith(name, "") }
+
+// applyWith is apply with extra appended to the spec (a backfill block).
+func (w *bench) applyWith(name, extra string) applyRun {
 	w.b.Helper()
 	dir := filepath.Join(w.dir, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		w.b.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "spec.yaml"), []byte("database: "+w.db+"\n"+fmt.Sprintf(benchSpec, name)), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "spec.yaml"), []byte("database: "+w.db+"\n"+fmt.Sprintf(benchSpec, name)+extra), 0o644); err != nil {
 		w.b.Fatal(err)
 	}
 	run := runTimed(w.b, w.bin, []string{"SHIRATH_CH_ADDR=" + w.addr, "SHIRATH_PG_URL=" + w.pg}, "apply", "--auto-approve", dir)
