@@ -189,8 +189,8 @@ func write(w io.Writer, runs []*samples, mach []string, status string, files int
 	for _, l := range mach {
 		fmt.Fprintf(w, "- %s\n", l)
 	}
-	fmt.Fprintf(w, "\nThe machine is shared: other engineers' tests run on the same servers and cores at the same time, "+
-		"and every ClickHouse server, ZooKeeper and PostgreSQL share its cores. Seconds move from run to run, ratios less: read the medians.\n\n")
+	fmt.Fprintf(w, "\nEvery ClickHouse server of the stack, ZooKeeper and PostgreSQL share these cores with the benchmarks, and at times "+
+		"other engineers' tests run on them too. Seconds move from run to run, ratios less: read the medians.\n\n")
 	if status != "" {
 		fmt.Fprintf(w, "Servers (`make status`):\n\n```\n%s\n```\n\n", status)
 	}
