@@ -481,37 +481,6 @@ func (r *run) setStatus(ctx context.Context, s state.Status, msg string) error {
 	return r.e.Store.UpdateJob(ctx, r.job)
 }
 
-// ddlAll runs a statement on every node. q is generated with ON CLUSTER
-// asked for (sqlgen leaves it out on a single node); on a cluster it runs
-// only when every node answers, else it fails naming the nodes that are down
-// (a statement that only some nodes ran would leave the cluster
-// inconsistent).
-func (r *run) ddlAll(ctx context.Context, q string) error {
-	if r.topo.Cluster == "" {
-		return r.exec(ctx, r.topo.Nodes[0], q)
-	}
-	if down := r.topo.Down(); len(down) > 0 {
-		return fmt.Errorf("nodes %s do not answer: %s needs every node of cluster %s", strings.Join(down, ", "), firstWords(q), r.topo.Cluster)
-	}
-	if err := r.exec(ctx, r.topo.Nodes[0], q); err != nil {
-		// ON CLUSTER names no host when it times out ("N unfinished
-		// hosts"): say which nodes do not answer now.
-		var gone []string
-		for _, n := range r.topo.Nodes {
-			pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-			if n.Conn == nil || n.Conn.Ping(pctx) != nil {
-				gone = append(gone, n.Addr)
-			}
-			cancel()
-		}
-		if len(gone) > 0 {
-			return fmt.Errorf("%w; nodes not answering: %s (the statement stays queued for them and runs when they are back)", err, strings.Join(gone, ", "))
-		}
-		return err
-	}
-	return nil
-}
-
 func (r *run) exec(ctx context.Context, n *planner.Node, q string, extra ...clickhouse.Settings) error {
 	if n.Err != nil {
 		return fmt.Errorf("node %s does not answer: %w", n.Addr, n.Err)
