@@ -347,7 +347,7 @@ func (r *run) insert(ctx context.Context, n *planner.Node, q, qid string, settin
 	qctx := clickhouse.Context(ctx, clickhouse.WithQueryID(qid), clickhouse.WithSettings(settings))
 	r.log().Debug("batch", "node", n.Addr, "lo", lo, "hi", hi, "query_id", qid)
 	if err := n.Conn.Exec(qctx, q); err != nil {
-		return fmt.Errorf("backfill batch (%d, %d] on %s (query id %s): %w", lo, hi, n.Addr, qid, err)
+		return fmt.Errorf("backfill batch (%d, %d] on %s (query id %s): %w%s", lo, hi, n.Addr, qid, err, zooKeeperHint(err))
 	}
 	return nil
 }

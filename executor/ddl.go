@@ -80,3 +80,14 @@ func idempotentDDL(q string) bool {
 	}
 	return false
 }
+
+// zooKeeperHint names ZooKeeper in the error of a statement that failed
+// because the server lost its ZooKeeper session: code 319 says only
+// "Unknown status, client must retry. Reason: Connection loss".
+func zooKeeperHint(err error) string {
+	var ex *clickhouse.Exception
+	if errors.As(err, &ex) && ex.Code == 319 {
+		return " (the server lost its ZooKeeper session during the INSERT; whether the batch was written is settled from its in-flight marker on the next apply)"
+	}
+	return ""
+}

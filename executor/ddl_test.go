@@ -2,6 +2,7 @@ package executor
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -35,5 +36,15 @@ func TestDDLQueued(t *testing.T) {
 	}
 	if ddlQueued(&clickhouse.Exception{Code: 57, Message: "Table already exists"}) || ddlQueued(nil) {
 		t.Error("other errors seen as queued")
+	}
+}
+
+func TestZooKeeperHint(t *testing.T) {
+	lost := &clickhouse.Exception{Code: 319, Message: "Unknown status, client must retry. Reason: Connection loss"}
+	if h := zooKeeperHint(fmt.Errorf("exec: %w", lost)); !strings.Contains(h, "ZooKeeper") {
+		t.Errorf("code 319: hint %q names no ZooKeeper", h)
+	}
+	if h := zooKeeperHint(&clickhouse.Exception{Code: 60, Message: "Table doesn't exist"}); h != "" {
+		t.Errorf("code 60: hint %q", h)
 	}
 }
