@@ -22,7 +22,6 @@ package executor
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -66,18 +65,11 @@ func (r *run) probeWidth(ctx context.Context, n *planner.Node, sp *state.ShardPr
 
 // probeQuery runs the batch's query over (lo, hi] and discards its rows (the
 // server counts them), with the batch's thread setting, and returns how long
-// it took. Every output column goes through ignore(), which evaluates its
-// arguments: without it the server drops the columns that count() does not
-// need from the subquery (18.16 did: a uniqExact column cost nothing), and
-// the pace would leave out the aggregates.
+// it took (see sqlgen.PaceProbe: every output column is computed).
 func (r *run) probeQuery(ctx context.Context, n *planner.Node, lo, hi int64, mode batchMode) (time.Duration, error) {
-	q, err := r.mv.Query(sqlgen.Range{After: &lo, UpTo: &hi})
+	q, err := r.mv.PaceProbe(sqlgen.Range{After: &lo, UpTo: &hi})
 	if err != nil {
 		return 0, err
-	}
-	cols := make([]string, len(r.c.Spec.Columns))
-	for i, c := range r.c.Spec.Columns {
-		cols[i] = sqlgen.Ident(c.Name)
 	}
 	settings := clickhouse.Settings{}
 	if mode == modeBlocks {
@@ -86,7 +78,7 @@ func (r *run) probeQuery(ctx context.Context, n *planner.Node, lo, hi int64, mod
 	qctx := clickhouse.Context(ctx, clickhouse.WithSettings(settings))
 	start := time.Now()
 	var groups uint64
-	if err := n.Conn.QueryRow(qctx, "SELECT count() FROM ("+q+") WHERE NOT ignore("+strings.Join(cols, ", ")+")").Scan(&groups); err != nil {
+	if err := n.Conn.QueryRow(qctx, q).Scan(&groups); err != nil {
 		return 0, fmt.Errorf("probe (%d, %d] on %s: %w", lo, hi, n.Addr, err)
 	}
 	return time.Since(start), nil
