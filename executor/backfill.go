@@ -53,6 +53,9 @@ func (r *run) backfill(ctx context.Context) error {
 	if len(pending) > 0 {
 		return fmt.Errorf("backfill incomplete: %s; apply again once a replica of each is back", strings.Join(pending, ", "))
 	}
+	if err := r.checkOrphans(ctx); err != nil {
+		return err
+	}
 	if err := r.dropStage(ctx); err != nil {
 		return err
 	}

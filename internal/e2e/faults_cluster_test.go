@@ -95,10 +95,17 @@ func TestClusterZooKeeperLostDuringDDL(t *testing.T) {
 // and fails saying so; the test then applies again, as an operator would.
 func (f *fixture) applyUntilDone(within time.Duration) result {
 	f.t.Helper()
+	return f.applyUntilDoneOr(within, "")
+}
+
+// applyUntilDoneOr is applyUntilDone that also returns the first failed
+// apply whose error says stop (when stop is not empty).
+func (f *fixture) applyUntilDoneOr(within time.Duration, stop string) result {
+	f.t.Helper()
 	deadline := time.Now().Add(within)
 	for {
 		r := f.run("apply", "--auto-approve", "--wait-lock", f.dir)
-		if r.code == 0 {
+		if r.code == 0 || (stop != "" && strings.Contains(r.stderr, stop)) {
 			return r
 		}
 		if time.Now().After(deadline) {
@@ -121,7 +128,10 @@ func lastLines(s string, n int) string {
 // Replicated target is backfilled in small batches under a writer: the
 // apply fails naming ZooKeeper (or finishes, if its last batch was done),
 // and once ZooKeeper is back the next apply completes. shirath's part is
-// exact: the batch that was in flight is neither lost nor counted twice.
+// exact: the batch that was in flight is neither lost nor counted twice. If
+// the batch's INSERT ended with an unknown status and left its part on one
+// replica only, the apply stops naming the part instead, and
+// `mv backfill --restart` rebuilds the MV exact.
 //
 // The writer's INSERTs are not all clean. ClickHouse writes an INSERT's
 // block into the source and then pushes it to the MV; with ZooKeeper gone,
@@ -150,8 +160,16 @@ func TestClusterZooKeeperLostDuringBackfill(t *testing.T) {
 	st, p, tot, _ := f.job("by_category")
 	t.Logf("job after it: %s, %d/%d rows", st, p, tot)
 	f.env.StartZooKeeper(t)
-	r := f.applyUntilDone(3 * time.Minute)
-	t.Logf("apply once ZooKeeper is back:\n%s", r.stdout)
+	r := f.applyUntilDoneOr(3*time.Minute, "ZooKeeper does not know")
+	t.Logf("apply once ZooKeeper is back (exit %d):\n%s%s", r.code, r.stdout, lastLines(r.stderr, 3))
+	if r.code != 0 {
+		// An INSERT of a batch ended with an unknown status and its part
+		// stayed on one replica only (see executor/orphans.go; seen once
+		// in CI): the apply stops naming it, and the rebuild is exact.
+		f.mustRun("mv", "backfill", f.db+".by_category", "--restart")
+		r = f.applyUntilDone(3 * time.Minute)
+		t.Logf("apply after mv backfill --restart:\n%s", r.stdout)
+	}
 	defer f.logPerNode(c)
 
 	w.Stop(t)

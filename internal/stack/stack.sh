@@ -389,6 +389,11 @@ restart-node)
 	;;
 zk-stop) stop_pid "$STACK_DIR/zk/pid" ;;
 zk-start) zk_up ;;
+zk-cli)
+	# One zkCli.sh command against the stack's ZooKeeper: zk-cli deleteall /path.
+	shift
+	ZOO_LOG_DIR=$STACK_DIR/zk/log "$ZK_HOME/bin/zkCli.sh" -server "127.0.0.1:$ZK_PORT" "$@"
+	;;
 pg-up)
 	# A PostgreSQL of its own for a test that stops it: pg-up DIR PORT.
 	[[ -n ${2:-} && -n ${3:-} ]] || die "pg-up needs a directory and a port"
@@ -399,5 +404,5 @@ pg-kill)
 	[[ -n ${2:-} ]] || die "pg-kill needs a directory"
 	STACK_DIR=$2 pg_down immediate
 	;;
-*) die "usage: stack.sh up|down|status|stop-node NAME|start-node NAME|restart-node NAME|zk-stop|zk-start|pg-up DIR PORT|pg-kill DIR" ;;
+*) die "usage: stack.sh up|down|status|stop-node NAME|start-node NAME|restart-node NAME|zk-stop|zk-start|zk-cli CMD...|pg-up DIR PORT|pg-kill DIR" ;;
 esac

@@ -276,6 +276,16 @@ func zkSession(addr string) error {
 	return err
 }
 
+// ZooKeeperCLI runs one zkCli.sh command against the local stack's
+// ZooKeeper (for a test that puts ZooKeeper in a state a fault leaves).
+func (e *Env) ZooKeeperCLI(t testing.TB, args ...string) {
+	t.Helper()
+	if e.StackDir == "" {
+		t.Fatalf("testenv: ZooKeeper's client needs the local stack (make up)")
+	}
+	e.stack(t, append([]string{"zk-cli"}, args...)...)
+}
+
 // StartNode starts a node stopped by StopNode and waits until it answers.
 func (e *Env) StartNode(t testing.TB, node string) { t.Helper(); e.stack(t, "start-node", node) }
 
