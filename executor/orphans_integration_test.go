@@ -43,7 +43,7 @@ func TestOrphanPartsOnCluster(t *testing.T) {
 			t.Fatalf("%s before: orphanParts = %v, %v; want none", c.Addrs[i], got, err)
 		}
 	}
-	env.ZooKeeperCLI(t, "deleteall", zk+"/replicas/"+replica+"/parts/"+part)
+	env.DeleteZooKeeperNode(t, n0, zk+"/replicas/"+replica+"/parts/"+part)
 	for i, n := range c.Nodes {
 		got, err := orphanParts(ctx, n, c.Addrs[i], c.DB, "t")
 		if err != nil {

@@ -46,10 +46,18 @@ func TestClusterOrphanPartStopsBackfill(t *testing.T) {
 	if err := n0.QueryRow(ctx, "SELECT zookeeper_path, replica_name FROM system.replicas WHERE database = ? AND table = 'by_category_data'", f.db).Scan(&zk, &replica); err != nil {
 		t.Fatal(err)
 	}
-	f.env.ZooKeeperCLI(t, "deleteall", zk+"/replicas/"+replica+"/parts/"+part)
+	f.env.DeleteZooKeeperNode(t, n0, zk+"/replicas/"+replica+"/parts/"+part)
 
+	// Were the part not seen, the apply would go on to OPTIMIZE FINAL,
+	// which waits for the merges stopped above.
+	f.runTimeout = 2 * time.Minute
 	r := f.run("apply", "--auto-approve", f.dir)
+	f.runTimeout = 0
 	t.Logf("apply with an orphan part (exit %d):\n%s%s", r.code, r.stdout, r.stderr)
+	var active uint64
+	if err := n0.QueryRow(ctx, "SELECT count() FROM system.parts WHERE database = ? AND table = 'by_category_data' AND name = ? AND active", f.db, part).Scan(&active); err != nil || active != 1 {
+		t.Fatalf("%s is no longer active on %s (%v): the test lost its premise", part, addr, err)
+	}
 	if r.code != 1 || !strings.Contains(r.stderr, "ZooKeeper does not know") || !strings.Contains(r.stderr, part+" on "+addr) ||
 		!strings.Contains(r.stderr, "mv backfill "+f.db+".by_category --restart") {
 		t.Fatalf("the apply must stop naming %s on %s and the rebuild", part, addr)

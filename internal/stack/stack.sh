@@ -182,13 +182,17 @@ EOF
 		spawn "$dir/pid" "$dir/log/stdout" "$ZK_HOME/bin/zkServer.sh" start-foreground "$dir/zoo.cfg"
 	wait_for ZooKeeper 60 zk_answers
 }
+# zk_answers: ZooKeeper serves requests. "ruok" answers imok as soon as the
+# process runs, before it has loaded its data; a ClickHouse node started
+# then fails its handshake and, with Replicated tables to attach, does not
+# start: "stat" says whether it serves.
 zk_answers() {
 	local reply
 	exec 3<>"/dev/tcp/127.0.0.1/$ZK_PORT" || return 1
-	printf ruok >&3
+	printf stat >&3
 	reply=$(timeout 2 cat <&3 || true)
 	exec 3>&-
-	[[ $reply == imok ]]
+	[[ $reply == *"Mode: "* ]]
 }
 
 # ---------------------------------------------------------------- ClickHouse

@@ -276,14 +276,33 @@ func zkSession(addr string) error {
 	return err
 }
 
-// ZooKeeperCLI runs one zkCli.sh command against the local stack's
-// ZooKeeper (for a test that puts ZooKeeper in a state a fault leaves).
-func (e *Env) ZooKeeperCLI(t testing.TB, args ...string) {
+// DeleteZooKeeperNode deletes a node and its children in the local stack's
+// ZooKeeper with zkCli.sh (for a test that puts ZooKeeper in a state a
+// fault leaves), and waits until the ClickHouse node conn no longer sees it.
+func (e *Env) DeleteZooKeeperNode(t testing.TB, conn driver.Conn, path string) {
 	t.Helper()
 	if e.StackDir == "" {
 		t.Fatalf("testenv: ZooKeeper's client needs the local stack (make up)")
 	}
-	e.stack(t, append([]string{"zk-cli"}, args...)...)
+	parent, name := filepath.Dir(path), filepath.Base(path)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		cmd := exec.Command("bash", filepath.Join(e.Root, "internal", "stack", "stack.sh"), "zk-cli", "deleteall", path)
+		cmd.Env = append(os.Environ(), "STACK_DIR="+e.StackDir)
+		out, err := cmd.CombinedOutput()
+		// zkCli.sh exits 0 also when it could not connect: ask ClickHouse.
+		var n uint64
+		if qerr := conn.QueryRow(ctx(t), "SELECT count() FROM system.zookeeper WHERE path = ? AND name = ?", parent, name).Scan(&n); qerr != nil {
+			t.Fatalf("testenv: read %s in ZooKeeper: %v", path, qerr)
+		}
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("testenv: zkCli.sh deleteall %s left the node (err %v):\n%s", path, err, out)
+		}
+		time.Sleep(time.Second)
+	}
 }
 
 // StartNode starts a node stopped by StopNode and waits until it answers.

@@ -390,7 +390,7 @@ func (c *checker) check(ctx context.Context, filter sqlgen.VerifyFilter) ([]Diff
 type marks struct {
 	tables  string
 	inserts bool
-	queued  bool // a replication queue holds entries
+	queued  bool // replicated: something is on its way to this replica (see sqlgen.VerifyMarks)
 }
 
 func (c *checker) marks(ctx context.Context) (marks, error) {
@@ -406,14 +406,24 @@ func (c *checker) marks(ctx context.Context) (marks, error) {
 			m.inserts = n != "0"
 			continue
 		}
-		if n, ok := strings.CutPrefix(l, "queue "); ok {
-			m.queued = n != "0"
+		if n, ok := cutAny(l, "queue ", "unpulled ", "fresh "); ok {
+			m.queued = m.queued || n != "0"
 			continue
 		}
 		tables = append(tables, l)
 	}
 	m.tables = strings.Join(tables, ";")
 	return m, nil
+}
+
+// cutAny is strings.CutPrefix with the first of prefixes that l has.
+func cutAny(l string, prefixes ...string) (string, bool) {
+	for _, p := range prefixes {
+		if n, ok := strings.CutPrefix(l, p); ok {
+			return n, true
+		}
+	}
+	return "", false
 }
 
 func (m marks) quiet(after marks) bool {
