@@ -392,8 +392,19 @@ func tryTimed(b *testing.B, bin string, env []string, args ...string) (timedRun,
 	if err != nil {
 		return r, fmt.Errorf("shirath %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, r.stdout(), r.stderr)
 	}
-	if os.Getenv("SHIRATH_BENCH_TRACE") != "" {
-		b.Logf("shirath %s (%s):\n%s\nstderr (debug log):\n%s", strings.Join(args, " "), r.total.Round(time.Millisecond), r.trace(start), r.stderr)
+	if v := os.Getenv("SHIRATH_BENCH_TRACE"); v != "" {
+		text := fmt.Sprintf("shirath %s (%s):\n%s\nstderr (debug log):\n%s", strings.Join(args, " "), r.total.Round(time.Millisecond), r.trace(start), r.stderr)
+		// The testing package cuts a long benchmark log: a directory keeps
+		// every trace whole, one file per command.
+		if st, err := os.Stat(v); err == nil && st.IsDir() {
+			name := filepath.Join(v, fmt.Sprintf("%s-%s.trace", start.Format("150405.000"), filepath.Base(args[len(args)-1])))
+			if err := os.WriteFile(name, []byte(text), 0o644); err != nil {
+				b.Fatal(err)
+			}
+			b.Logf("trace of shirath %s in %s", strings.Join(args, " "), name)
+		} else {
+			b.Log(text)
+		}
 	}
 	return r, nil
 }
@@ -411,7 +422,9 @@ func (r timedRun) trace(start time.Time) string {
 // span is the backfill part of an apply's output for one MV: from its first
 // backfill step line (emitted once the source's sorting key has been read;
 // with shards backfilled at once, the first shard's) to its OPTIMIZE line
-// (emitted right after the last batch of every shard was recorded).
+// (emitted once the last batch of every shard was recorded and, for a
+// Replicated target, every replica was checked for parts ZooKeeper does not
+// know).
 type span struct {
 	from, to   time.Time
 	batches    int
