@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/shirath/shirath/internal/chclient"
 )
 
 // Orphan parts. An INSERT into a Replicated table whose commit to ZooKeeper
@@ -56,22 +58,13 @@ func orphanParts(ctx context.Context, conn driver.Conn, addr, db, table string) 
 		return nil, nil
 	}
 	path := zk + "/replicas/" + replica + "/parts"
-	rows, err := conn.Query(ctx, "SELECT name FROM system.zookeeper WHERE path = ?", path)
+	names, err := chclient.Strings(ctx, conn, "SELECT name FROM system.zookeeper WHERE path = ?", path)
 	if err != nil {
 		return nil, fmt.Errorf("read %s in ZooKeeper through %s: %w", path, addr, err)
 	}
 	known := map[string]bool{}
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
-			rows.Close()
-			return nil, err
-		}
+	for _, name := range names {
 		known[name] = true
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read %s in ZooKeeper through %s: %w", path, addr, err)
 	}
 	after, err := activeParts(ctx, conn, db, table)
 	if err != nil {
@@ -116,11 +109,11 @@ func activeParts(ctx context.Context, conn driver.Conn, db, table string) (map[s
 }
 
 // checkOrphans looks for orphan parts of the target on every replica that
-// answers (all at once), once the backfill's batches are done. A part found is looked at
-// again after a few seconds (a part whose INSERT is committing right now is
-// not yet active, but the check is cheap to repeat), and the parts found
-// both times stop the apply with an error that names them; the job stays
-// where it is, so the next apply checks again.
+// answers (all at once), once the backfill's batches are done. A part found
+// is looked at again after a few seconds (a part whose INSERT is committing
+// right now is not yet active, but the check is cheap to repeat), and the
+// parts found both times stop the apply with an error that names them; the
+// job stays where it is, so the next apply checks again.
 func (r *run) checkOrphans(ctx context.Context) error {
 	if !r.targetReplicated() {
 		return nil

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/shirath/shirath/internal/server/servertest"
 	"github.com/shirath/shirath/internal/testenv"
@@ -304,10 +305,16 @@ func between(got, lo, hi []string) error {
 // counts, to tell which shard or replica a difference is on.
 func (f *fixture) logPerNode(c *testenv.Cluster) {
 	for i, node := range c.Nodes {
-		var src, tgt uint64
-		err := node.QueryRow(context.Background(), fmt.Sprintf("SELECT (SELECT count() FROM %[1]s.products), (SELECT toUInt64(sum(cnt)) FROM %[1]s.by_category_data)", f.db)).Scan(&src, &tgt)
+		src, tgt, err := f.nodeCounts(node)
 		f.t.Logf("%s: source %d rows, target counts %d (err %v)", c.Addrs[i], src, tgt, err)
 	}
+}
+
+// nodeCounts reads, on one node, the source's rows and the rows its copy of
+// the target counts.
+func (f *fixture) nodeCounts(node driver.Conn) (src, tgt uint64, err error) {
+	err = node.QueryRow(context.Background(), fmt.Sprintf("SELECT (SELECT count() FROM %[1]s.products), (SELECT toUInt64(sum(cnt)) FROM %[1]s.by_category_data)", f.db)).Scan(&src, &tgt)
+	return src, tgt, err
 }
 
 // TestClusterNodeRestartedDuringBatch: the node that runs shard 2's

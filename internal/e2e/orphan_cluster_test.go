@@ -96,8 +96,7 @@ func TestClusterOrphanPartStopsBackfill(t *testing.T) {
 func (f *fixture) assertReplicasExact(c *testenv.Cluster) {
 	f.t.Helper()
 	for i, node := range c.Nodes {
-		var src, tgt uint64
-		err := node.QueryRow(context.Background(), fmt.Sprintf("SELECT (SELECT count() FROM %[1]s.products), (SELECT toUInt64(sum(cnt)) FROM %[1]s.by_category_data)", f.db)).Scan(&src, &tgt)
+		src, tgt, err := f.nodeCounts(node)
 		if err != nil || src != tgt {
 			f.t.Errorf("%s: the source has %d rows, the target counts %d (err %v)", c.Addrs[i], src, tgt, err)
 		}

@@ -287,9 +287,7 @@ func (e *Env) DeleteZooKeeperNode(t testing.TB, conn driver.Conn, path string) {
 	parent, name := filepath.Dir(path), filepath.Base(path)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		cmd := exec.Command("bash", filepath.Join(e.Root, "internal", "stack", "stack.sh"), "zk-cli", "deleteall", path)
-		cmd.Env = append(os.Environ(), "STACK_DIR="+e.StackDir)
-		out, err := cmd.CombinedOutput()
+		out, err := e.stackCmd("zk-cli", "deleteall", path).CombinedOutput()
 		// zkCli.sh exits 0 also when it could not connect: ask ClickHouse.
 		var n uint64
 		if qerr := conn.QueryRow(ctx(t), "SELECT count() FROM system.zookeeper WHERE path = ? AND name = ?", parent, name).Scan(&n); qerr != nil {
@@ -310,11 +308,16 @@ func (e *Env) StartNode(t testing.TB, node string) { t.Helper(); e.stack(t, "sta
 
 func (e *Env) stack(t testing.TB, args ...string) {
 	t.Helper()
-	cmd := exec.Command("bash", append([]string{filepath.Join(e.Root, "internal", "stack", "stack.sh")}, args...)...)
-	cmd.Env = append(os.Environ(), "STACK_DIR="+e.StackDir)
-	if out, err := cmd.CombinedOutput(); err != nil {
+	if out, err := e.stackCmd(args...).CombinedOutput(); err != nil {
 		t.Fatalf("testenv: stack.sh %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
+}
+
+// stackCmd is the command of stack.sh with args, on the test's stack.
+func (e *Env) stackCmd(args ...string) *exec.Cmd {
+	cmd := exec.Command("bash", append([]string{filepath.Join(e.Root, "internal", "stack", "stack.sh")}, args...)...)
+	cmd.Env = append(os.Environ(), "STACK_DIR="+e.StackDir)
+	return cmd
 }
 
 // Postgres is a PostgreSQL server of a test's own, for a test that stops it
