@@ -8,13 +8,26 @@ package executor
 // short batch costs nearly what a long one does (a statement, a part in the
 // target, a count, two commits, ZooKeeper block ids on 18.16's Replicated
 // targets). So, when initial_batch_rows is left at its default, a
-// read-only probe runs the batch's own query over a tenth of that range,
+// read-only probe runs the batch's own query over a quarter of that range,
 // counted and timed, and the first batch is sized from the pace it shows:
 // the whole rest when the rest's rows take at most 1.5x batch_duration at
 // that pace, else the range that holds batch_duration's worth of rows at the
-// rest's average density. The probe's time includes its fixed costs (a round
-// trip, parsing), so the pace it gives is slower than the batch's: it errs
-// on the side of short batches.
+// rest's average density.
+//
+// A probe's time is mostly its statement's fixed cost (a round trip,
+// parsing, planning, starting the threads), not its rows: on these servers
+// a probe of 100,000 rows (a tenth of the range, as it was) took 10-16 ms on
+// 18.16 and 13 ms on 26.7, of which the rows were about 3 ms and 1 ms (30
+// and 9 ns a row over 20M rows). Taken whole as the pace, it made a shard's
+// 10M rows look like 3 s and split them into two batches, each paying the
+// shard's bookkeeping (BenchmarkClusterShards, issue 11). So the same
+// statement is also timed over an empty range (the index selects no
+// granule: it reads nothing), and that fixed cost is taken off; and the
+// probe covers a quarter of the range, so that its rows outweigh a spike of
+// the machine's noise (one probe of 50,000 rows took 22 ms beside the other
+// shard's). Both times are noisy, so the rows' share is taken as at least a
+// quarter of the probe's time: the pace errs on the side of short batches,
+// by at most 4x.
 //
 // The probe reads the source and writes nothing: it cannot change a target,
 // and a crash during it leaves nothing to resume.
@@ -41,7 +54,7 @@ const probeMinRows = 10_000
 func (r *run) probeWidth(ctx context.Context, n *planner.Node, sp *state.ShardProgress, mode batchMode, width int64, sz *sizer) int64 {
 	f, lo := *r.job.CutoffID, *sp.LastProcessedID
 	rest := sp.TotalRows - sp.ProcessedRows
-	probe := max(width/10, 1000)
+	probe := max(width/4, 1000)
 	if f-lo <= width || rest < probeMinRows || probe >= f-lo {
 		return width
 	}
@@ -53,21 +66,28 @@ func (r *run) probeWidth(ctx context.Context, n *planner.Node, sp *state.ShardPr
 		}
 		return width
 	}
-	took, err := r.probeQuery(ctx, n, lo, hi, mode)
-	if err != nil {
-		r.log().Warn("pace probe failed; the first batch keeps its configured range", "node", n.Addr, "error", err)
-		return width
+	took, err := r.probeQuery(ctx, n, lo, hi, false, mode)
+	if err == nil {
+		var fixed time.Duration
+		if fixed, err = r.probeQuery(ctx, n, lo, lo, true, mode); err == nil {
+			w := firstWidth(width, rows, took-fixed, took, rest, f-lo, sz.target, sz.max)
+			r.log().Debug("pace probe", "node", n.Addr, "lo", lo, "hi", hi, "rows", rows, "took", took, "fixed", fixed, "width", w)
+			return w
+		}
 	}
-	w := firstWidth(width, rows, took, rest, f-lo, sz.target, sz.max)
-	r.log().Debug("pace probe", "node", n.Addr, "lo", lo, "hi", hi, "rows", rows, "took", took, "width", w)
-	return w
+	r.log().Warn("pace probe failed; the first batch keeps its configured range", "node", n.Addr, "error", err)
+	return width
 }
 
-// probeQuery runs the batch's query over (lo, hi] and discards its rows (the
-// server counts them), with the batch's thread setting, and returns how long
-// it took (see sqlgen.PaceProbe: every output column is computed).
-func (r *run) probeQuery(ctx context.Context, n *planner.Node, lo, hi int64, mode batchMode) (time.Duration, error) {
+// probeQuery runs the batch's query over (lo, hi] (empty: over (lo, lo],
+// which reads nothing) and discards its rows (the server counts them), with
+// the batch's thread setting, and returns how long it took (see
+// sqlgen.PaceProbe: every output column is computed).
+func (r *run) probeQuery(ctx context.Context, n *planner.Node, lo, hi int64, empty bool, mode batchMode) (time.Duration, error) {
 	q, err := r.mv.PaceProbe(sqlgen.Range{After: &lo, UpTo: &hi})
+	if empty {
+		q, err = r.mv.FixedCostProbe(lo)
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -85,13 +105,15 @@ func (r *run) probeQuery(ctx context.Context, n *planner.Node, lo, hi int64, mod
 }
 
 // firstWidth sizes the first batch from a probe that read rows rows in
-// took: keys is the key range left up to the fence and rest its rows. The
-// whole rest when it takes at most 1.5x target at the probe's pace (and
-// max, when set, allows); otherwise the keys that hold target's worth of
-// rows at the rest's average density, within 4x of the configured width
-// downwards (as adapt moves it per batch), and at most max.
-func firstWidth(width, rows int64, took time.Duration, rest, keys int64, target time.Duration, maxW int64) int64 {
-	perRow := (took.Seconds() + 0.001) / float64(rows)
+// took, of which work was the rows' (took less the statement's fixed cost;
+// taken as at least took/4): keys is the key range left up to the fence and
+// rest its rows. The whole rest when it takes at most 1.5x target at the
+// probe's pace (and max, when set, allows); otherwise the keys that hold
+// target's worth of rows at the rest's average density, within 4x of the
+// configured width downwards (as adapt moves it per batch), and at most
+// max.
+func firstWidth(width, rows int64, work, took time.Duration, rest, keys int64, target time.Duration, maxW int64) int64 {
+	perRow := max(work, took/4).Seconds() / float64(rows)
 	if float64(rest)*perRow <= 1.5*target.Seconds() && (maxW <= 0 || keys <= maxW) {
 		return keys
 	}

@@ -18,6 +18,9 @@ import (
 // not written is run again; anything else stops the job as needs_attention,
 // naming the range, rather than risk counting rows twice or not at all.
 func (r *run) resolveInflight(ctx context.Context, cur *planner.Node, sp *state.ShardProgress, mode batchMode) error {
+	if err := r.markInDoubt(ctx, sp); err != nil {
+		return err
+	}
 	lo, hi := *sp.InflightLo, *sp.InflightHi
 	if m, ok := strings.CutSuffix(sp.InflightQueryID, stagedMarker); ok {
 		qid, _, _ := strings.Cut(m, "@")

@@ -196,6 +196,11 @@ type ShardProgress struct {
 	// confirmed; nil when none.
 	InflightLo, InflightHi *int64
 	InflightQueryID        string
+	// InDoubt is set once a batch of the shard ended without shirath seeing
+	// its outcome (a later run found its in-flight marker), and never
+	// cleared: only such a batch can leave a part on one replica that
+	// ZooKeeper does not know (executor/orphans.go). An upsert keeps it set.
+	InDoubt bool
 
 	ErrorMessage string
 	UpdatedAt    time.Time

@@ -17,7 +17,7 @@ const jobColumns = `id, name, database, source_table, target_table, status, clus
 	version, live_version, previous_config, switched_at, verified_at, last_verify, adopted_at, reads`
 
 const shardColumns = `job_id, shard, replica, status, total_rows, processed_rows, last_processed_id,
-	inflight_lo, inflight_hi, inflight_query_id, error_message, updated_at`
+	inflight_lo, inflight_hi, inflight_query_id, error_message, updated_at, in_doubt`
 
 // CreateJob inserts j with its Shards in one transaction and fills j.ID,
 // j.InsertedAt and j.UpdatedAt. An empty Status is stored as pending. When
@@ -290,7 +290,7 @@ func loadShards(ctx context.Context, tx pgx.Tx, byID map[int64]*Job, where strin
 			qid, errMsg *string
 		)
 		if err := rows.Scan(&jobID, &p.Shard, &p.Replica, &status, &p.TotalRows, &p.ProcessedRows,
-			&p.LastProcessedID, &p.InflightLo, &p.InflightHi, &qid, &errMsg, &p.UpdatedAt); err != nil {
+			&p.LastProcessedID, &p.InflightLo, &p.InflightHi, &qid, &errMsg, &p.UpdatedAt, &p.InDoubt); err != nil {
 			return fmt.Errorf("read shards: %w", err)
 		}
 		p.Status = Status(status)

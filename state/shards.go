@@ -132,17 +132,18 @@ func upsertShard(ctx context.Context, tx pgx.Tx, jobID int64, p *ShardProgress) 
 		return fmt.Errorf("unknown status %q", p.Status)
 	}
 	err := tx.QueryRow(ctx, `INSERT INTO mv_job_shards (job_id, shard, replica, status, total_rows, processed_rows,
-			last_processed_id, inflight_lo, inflight_hi, inflight_query_id, error_message)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+			last_processed_id, inflight_lo, inflight_hi, inflight_query_id, error_message, in_doubt)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 		ON CONFLICT (job_id, shard, replica) DO UPDATE SET
 			status = EXCLUDED.status, total_rows = EXCLUDED.total_rows, processed_rows = EXCLUDED.processed_rows,
 			last_processed_id = EXCLUDED.last_processed_id, inflight_lo = EXCLUDED.inflight_lo,
 			inflight_hi = EXCLUDED.inflight_hi, inflight_query_id = EXCLUDED.inflight_query_id,
-			error_message = EXCLUDED.error_message, updated_at = now()
-		RETURNING updated_at`,
+			error_message = EXCLUDED.error_message, updated_at = now(),
+			in_doubt = mv_job_shards.in_doubt OR EXCLUDED.in_doubt
+		RETURNING updated_at, in_doubt`,
 		jobID, p.Shard, p.Replica, p.Status, p.TotalRows, p.ProcessedRows, p.LastProcessedID,
-		p.InflightLo, p.InflightHi, nullString(p.InflightQueryID), nullString(p.ErrorMessage),
-	).Scan(&p.UpdatedAt)
+		p.InflightLo, p.InflightHi, nullString(p.InflightQueryID), nullString(p.ErrorMessage), p.InDoubt,
+	).Scan(&p.UpdatedAt, &p.InDoubt)
 	return notFoundOnFK(err)
 }
 

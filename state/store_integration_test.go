@@ -588,6 +588,23 @@ func TestBatches(t *testing.T) {
 	if job, p = shardOf(t, s, j.ID, 1, "n2"); p.Status != StatusCompleted || p.InflightHi != nil || job.ProcessedRows != 135 {
 		t.Errorf("after UpsertShard: shard %+v, job processed %d", p, job.ProcessedRows)
 	}
+	if p.InDoubt {
+		t.Errorf("a new shard row is in doubt: %+v", p)
+	}
+	// In doubt, once set, stays set: an upsert from a copy that does not
+	// have it (a stream's progress loaded before) does not clear it.
+	p.InDoubt = true
+	if err := s.UpsertShard(ctx, j.ID, p); err != nil {
+		t.Fatal(err)
+	}
+	p.InDoubt = false
+	p.ProcessedRows = 46
+	if err := s.UpsertShard(ctx, j.ID, p); err != nil {
+		t.Fatal(err)
+	}
+	if _, p = shardOf(t, s, j.ID, 1, "n2"); !p.InDoubt || p.ProcessedRows != 46 {
+		t.Errorf("after an upsert without in doubt: %+v; want it still in doubt, 46 rows", p)
+	}
 	if err := s.UpsertShard(ctx, j.ID+1000, ShardProgress{}); !errors.Is(err, ErrNotFound) {
 		t.Errorf("UpsertShard on a missing job: err = %v, want ErrNotFound", err)
 	}

@@ -78,7 +78,24 @@ func TestApplyKilledInBatch(t *testing.T) {
 		if n := f.scalar("SELECT count() FROM system.tables WHERE database = currentDatabase() AND name LIKE '%stage%'"); n != "0" {
 			t.Fatalf("%s stage tables left after the backfill", n)
 		}
+		// The batches killed in flight were resolved by a later run: the
+		// shard is in doubt, so the end of its backfill would look for
+		// orphan parts on a Replicated target.
+		if !f.inDoubt() {
+			t.Errorf("after batches resolved from their in-flight markers, the shard is not in doubt")
+		}
 	})
+}
+
+// inDoubt reports whether a shard of the job store's jobs is in doubt (a
+// batch's outcome unseen: see executor/orphans.go).
+func (f *fixture) inDoubt() bool {
+	f.t.Helper()
+	var doubt bool
+	if err := f.pgRow("SELECT COALESCE(bool_or(in_doubt), false) FROM mv_job_shards", nil, &doubt); err != nil {
+		f.t.Fatal(err)
+	}
+	return doubt
 }
 
 // inflight reads the in-flight marker of the job's shard ("" when none).

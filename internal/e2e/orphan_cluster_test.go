@@ -47,6 +47,15 @@ func TestClusterOrphanPartStopsBackfill(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.env.DeleteZooKeeperNode(t, n0, zk+"/replicas/"+replica+"/parts/"+part)
+	// The other half of that state: the batch whose commit broke off has
+	// an outcome shirath did not see, so its shard is in doubt (the next
+	// run finds its in-flight marker). The apply killed above may have died
+	// between two batches, so the test marks it, as resolving the marker
+	// would.
+	var marked int
+	if err := f.pgRow("WITH u AS (UPDATE mv_job_shards SET in_doubt = true WHERE job_id = (SELECT id FROM mv_jobs WHERE name = $1) RETURNING 1) SELECT count(*) FROM u", []any{"by_category"}, &marked); err != nil || marked == 0 {
+		t.Fatalf("mark the job's shards in doubt: %d rows, %v", marked, err)
+	}
 
 	// Were the part not seen, the apply would go on to OPTIMIZE FINAL,
 	// which waits for the merges stopped above.

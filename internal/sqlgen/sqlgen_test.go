@@ -477,3 +477,23 @@ func TestLeftovers(t *testing.T) {
 		t.Errorf("Leftovers(1) = %v, want none", l)
 	}
 }
+
+// TestFixedCostProbe: the fixed-cost probe is the pace probe's statement
+// over an empty key range, which Query and PaceProbe refuse.
+func TestFixedCostProbe(t *testing.T) {
+	m := MV{Spec: productsSpec()}
+	got, err := m.FixedCostProbe(5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := m.PaceProbe(Range{After: i64(5), UpTo: i64(6)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Replace(want, "<= 6", "<= 5", 1) != got {
+		t.Errorf("FixedCostProbe(5) =\n%s\nwant the pace probe over (5, 5]:\n%s", got, want)
+	}
+	if _, err := m.PaceProbe(Range{After: i64(5), UpTo: i64(5)}); err == nil || !strings.Contains(err.Error(), "empty key range") {
+		t.Errorf("PaceProbe over (5, 5]: err = %v, want the empty range refused", err)
+	}
+}
