@@ -150,6 +150,11 @@ func (r *run) record(ctx context.Context, sp *state.ShardProgress, hi, rows int6
 		return err
 	}
 	crashPoint("batch-recorded")
+	// As CompleteBatch did in the store: otherwise the shard's last upsert
+	// (completed) would write back the marker this run loaded and resolved.
+	if sp.InflightHi != nil && *sp.InflightHi <= hi {
+		sp.InflightLo, sp.InflightHi, sp.InflightQueryID = nil, nil, ""
+	}
 	sp.LastProcessedID = &hi
 	sp.ProcessedRows += rows
 	r.mu.Lock()

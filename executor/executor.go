@@ -36,6 +36,7 @@ type Store interface {
 	DeleteShards(ctx context.Context, jobID int64) error
 	BeginBatch(ctx context.Context, jobID int64, shard int, replica string, lo, hi int64, queryID string) error
 	CompleteBatch(ctx context.Context, jobID int64, shard int, replica string, hi int64, rows int64) error
+	MarkInDoubt(ctx context.Context, jobID int64, shard int, replica string) error
 	Lock(ctx context.Context, key, holder string, wait bool, onWait func(holder string, since time.Time)) (func(), error)
 	ListJobs(ctx context.Context) ([]*state.Job, error)
 }

@@ -194,13 +194,17 @@ func orphanError(table, mv string, parts []orphanPart) error {
 }
 
 // markInDoubt records, before an interrupted batch is resolved, that the
-// shard had a batch whose outcome shirath did not see (see checkOrphans).
+// shard had a batch whose outcome shirath did not see (see checkOrphans):
+// only a Replicated target can hold an orphan part.
 func (r *run) markInDoubt(ctx context.Context, sp *state.ShardProgress) error {
-	if sp.InDoubt {
+	if sp.InDoubt || !r.targetReplicated() {
 		return nil
 	}
+	if err := r.e.Store.MarkInDoubt(ctx, r.job.ID, sp.Shard, sp.Replica); err != nil {
+		return err
+	}
 	sp.InDoubt = true
-	return r.e.Store.UpsertShard(ctx, r.job.ID, *sp)
+	return nil
 }
 
 // anyInDoubt reports whether a shard of the job had a batch whose outcome

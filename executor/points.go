@@ -234,6 +234,10 @@ func (s pointStore) BeginBatch(ctx context.Context, jobID int64, shard int, repl
 	return around(ctx, what, func() error { return s.Store.BeginBatch(ctx, jobID, shard, replica, lo, hi, queryID) })
 }
 
+func (s pointStore) MarkInDoubt(ctx context.Context, jobID int64, shard int, replica string) error {
+	return around(ctx, "commit:in-doubt", func() error { return s.Store.MarkInDoubt(ctx, jobID, shard, replica) })
+}
+
 func (s pointStore) CompleteBatch(ctx context.Context, jobID int64, shard int, replica string, hi int64, rows int64) error {
 	return around(ctx, "commit:progress", func() error { return s.Store.CompleteBatch(ctx, jobID, shard, replica, hi, rows) })
 }

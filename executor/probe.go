@@ -22,12 +22,18 @@ package executor
 // 10M rows look like 3 s and split them into two batches, each paying the
 // shard's bookkeeping (BenchmarkClusterShards, issue 11). So the same
 // statement is also timed over an empty range (the index selects no
-// granule: it reads nothing), and that fixed cost is taken off; and the
-// probe covers a quarter of the range, so that its rows outweigh a spike of
-// the machine's noise (one probe of 50,000 rows took 22 ms beside the other
-// shard's). Both times are noisy, so the rows' share is taken as at least a
-// quarter of the probe's time: the pace errs on the side of short batches,
-// by at most 4x.
+// granule, or one per part once the backfill has begun: it reads next to
+// nothing), and that fixed cost is taken off; and the probe covers a
+// quarter of the range, so that its rows outweigh a spike of the machine's
+// noise (one probe of 50,000 rows took 22 ms beside the other shard's).
+// Both times are noisy: a fixed cost timed too high would make the pace too
+// fast and the first batch too long, so the rows' share is taken as at
+// least a quarter of the probe's time, which bounds that error to 4x (a
+// first batch of up to 4x batch_duration, or a whole rest of up to 6x). A
+// fixed cost timed too low errs toward short batches, as the probe did
+// before. When the empty range's statement fails, the pace is the probe's
+// whole time, as before. The price of the wider probe is on slow queries:
+// at 10 µs a row it reads 2.5 s where it read 1 s.
 //
 // The probe reads the source and writes nothing: it cannot change a target,
 // and a crash during it leaves nothing to resume.
@@ -66,27 +72,33 @@ func (r *run) probeWidth(ctx context.Context, n *planner.Node, sp *state.ShardPr
 		}
 		return width
 	}
-	took, err := r.probeQuery(ctx, n, lo, hi, false, mode)
-	if err == nil {
-		var fixed time.Duration
-		if fixed, err = r.probeQuery(ctx, n, lo, lo, true, mode); err == nil {
-			w := firstWidth(width, rows, took-fixed, took, rest, f-lo, sz.target, sz.max)
-			r.log().Debug("pace probe", "node", n.Addr, "lo", lo, "hi", hi, "rows", rows, "took", took, "fixed", fixed, "width", w)
-			return w
-		}
+	took, err := r.probeQuery(ctx, n, lo, hi, mode)
+	if err != nil {
+		r.log().Warn("pace probe failed; the first batch keeps its configured range", "node", n.Addr, "error", err)
+		return width
 	}
-	r.log().Warn("pace probe failed; the first batch keeps its configured range", "node", n.Addr, "error", err)
-	return width
+	fixed, err := r.probeQuery(ctx, n, lo, lo, mode)
+	if err != nil {
+		r.log().Warn("pace probe: the empty range's statement failed; the pace is the probe's whole time", "node", n.Addr, "error", err)
+		fixed = 0
+	}
+	work := probeWork(took, fixed)
+	w := firstWidth(width, rows, work, rest, f-lo, sz.target, sz.max)
+	r.log().Debug("pace probe", "node", n.Addr, "lo", lo, "hi", hi, "rows", rows, "took", took, "fixed", fixed, "work", work, "width", w)
+	return w
 }
 
-// probeQuery runs the batch's query over (lo, hi] (empty: over (lo, lo],
-// which reads nothing) and discards its rows (the server counts them), with
-// the batch's thread setting, and returns how long it took (see
-// sqlgen.PaceProbe: every output column is computed).
-func (r *run) probeQuery(ctx context.Context, n *planner.Node, lo, hi int64, empty bool, mode batchMode) (time.Duration, error) {
-	q, err := r.mv.PaceProbe(sqlgen.Range{After: &lo, UpTo: &hi})
-	if empty {
+// probeQuery runs the batch's query over (lo, hi] (lo == hi: over the
+// empty range (lo, lo], sqlgen.FixedCostProbe) and discards its rows (the
+// server counts them), with the batch's thread setting, and returns how
+// long it took (see sqlgen.PaceProbe: every output column is computed).
+func (r *run) probeQuery(ctx context.Context, n *planner.Node, lo, hi int64, mode batchMode) (time.Duration, error) {
+	var q string
+	var err error
+	if lo == hi {
 		q, err = r.mv.FixedCostProbe(lo)
+	} else {
+		q, err = r.mv.PaceProbe(sqlgen.Range{After: &lo, UpTo: &hi})
 	}
 	if err != nil {
 		return 0, err
@@ -104,16 +116,19 @@ func (r *run) probeQuery(ctx context.Context, n *planner.Node, lo, hi int64, emp
 	return time.Since(start), nil
 }
 
-// firstWidth sizes the first batch from a probe that read rows rows in
-// took, of which work was the rows' (took less the statement's fixed cost;
-// taken as at least took/4): keys is the key range left up to the fence and
-// rest its rows. The whole rest when it takes at most 1.5x target at the
-// probe's pace (and max, when set, allows); otherwise the keys that hold
-// target's worth of rows at the rest's average density, within 4x of the
-// configured width downwards (as adapt moves it per batch), and at most
-// max.
-func firstWidth(width, rows int64, work, took time.Duration, rest, keys int64, target time.Duration, maxW int64) int64 {
-	perRow := max(work, took/4).Seconds() / float64(rows)
+// probeWork is the rows' share of a probe that took took, fixed of which
+// the statement's fixed cost: at least a quarter of took (see above).
+func probeWork(took, fixed time.Duration) time.Duration { return max(took-fixed, took/4) }
+
+// firstWidth sizes the first batch from a probe whose rows rows took work
+// (its time less the statement's fixed cost; see probeWidth): keys is the
+// key range left up to the fence and rest its rows. The whole rest when it
+// takes at most 1.5x target at the probe's pace (and max, when set,
+// allows); otherwise the keys that hold target's worth of rows at the
+// rest's average density, within 4x of the configured width downwards (as
+// adapt moves it per batch), and at most max.
+func firstWidth(width, rows int64, work time.Duration, rest, keys int64, target time.Duration, maxW int64) int64 {
+	perRow := max(work, time.Microsecond).Seconds() / float64(rows)
 	if float64(rest)*perRow <= 1.5*target.Seconds() && (maxW <= 0 || keys <= maxW) {
 		return keys
 	}

@@ -95,6 +95,10 @@ func (s retryStore) BeginBatch(ctx context.Context, jobID int64, shard int, repl
 	})
 }
 
+func (s retryStore) MarkInDoubt(ctx context.Context, jobID int64, shard int, replica string) error {
+	return s.do(ctx, "mark a shard in doubt", func() error { return s.Store.MarkInDoubt(ctx, jobID, shard, replica) })
+}
+
 func (s retryStore) CompleteBatch(ctx context.Context, jobID int64, shard int, replica string, hi int64, rows int64) error {
 	return s.do(ctx, "record a finished batch", func() error {
 		return s.Store.CompleteBatch(ctx, jobID, shard, replica, hi, rows)

@@ -199,7 +199,8 @@ type ShardProgress struct {
 	// InDoubt is set once a batch of the shard ended without shirath seeing
 	// its outcome (a later run found its in-flight marker), and never
 	// cleared: only such a batch can leave a part on one replica that
-	// ZooKeeper does not know (executor/orphans.go). An upsert keeps it set.
+	// ZooKeeper does not know (executor/orphans.go). Only MarkInDoubt
+	// writes it; UpsertShard leaves it as it is.
 	InDoubt bool
 
 	ErrorMessage string

@@ -82,6 +82,31 @@ func (s *Store) BeginBatch(ctx context.Context, jobID int64, shard int, replica 
 	return nil
 }
 
+// MarkInDoubt records that a batch of the shard ended without its outcome
+// being seen (in_doubt; see ShardProgress.InDoubt). It leaves updated_at
+// alone: while an in-flight marker is set, updated_at is when the batch was
+// marked, and resolving the batch compares the server's boot time with it.
+// It returns ErrNotFound when the shard has no row.
+func (s *Store) MarkInDoubt(ctx context.Context, jobID int64, shard int, replica string) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := syncCommit(ctx, tx); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `UPDATE mv_job_shards SET in_doubt = true WHERE job_id = $1 AND shard = $2 AND replica = $3`, jobID, shard, replica)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return ErrNotFound
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("mark shard %d/%s of job %d in doubt: %w", shard, replica, jobID, err)
+	}
+	return nil
+}
+
 // CompleteBatch checkpoints a batch that ended at id hi and copied rows rows:
 // in one transaction it clears the shard's in-flight marker, advances the
 // shard's last_processed_id and processed_rows, and recomputes the job's
@@ -132,18 +157,17 @@ func upsertShard(ctx context.Context, tx pgx.Tx, jobID int64, p *ShardProgress) 
 		return fmt.Errorf("unknown status %q", p.Status)
 	}
 	err := tx.QueryRow(ctx, `INSERT INTO mv_job_shards (job_id, shard, replica, status, total_rows, processed_rows,
-			last_processed_id, inflight_lo, inflight_hi, inflight_query_id, error_message, in_doubt)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+			last_processed_id, inflight_lo, inflight_hi, inflight_query_id, error_message)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 		ON CONFLICT (job_id, shard, replica) DO UPDATE SET
 			status = EXCLUDED.status, total_rows = EXCLUDED.total_rows, processed_rows = EXCLUDED.processed_rows,
 			last_processed_id = EXCLUDED.last_processed_id, inflight_lo = EXCLUDED.inflight_lo,
 			inflight_hi = EXCLUDED.inflight_hi, inflight_query_id = EXCLUDED.inflight_query_id,
-			error_message = EXCLUDED.error_message, updated_at = now(),
-			in_doubt = mv_job_shards.in_doubt OR EXCLUDED.in_doubt
-		RETURNING updated_at, in_doubt`,
+			error_message = EXCLUDED.error_message, updated_at = now()
+		RETURNING updated_at`,
 		jobID, p.Shard, p.Replica, p.Status, p.TotalRows, p.ProcessedRows, p.LastProcessedID,
-		p.InflightLo, p.InflightHi, nullString(p.InflightQueryID), nullString(p.ErrorMessage), p.InDoubt,
-	).Scan(&p.UpdatedAt, &p.InDoubt)
+		p.InflightLo, p.InflightHi, nullString(p.InflightQueryID), nullString(p.ErrorMessage),
+	).Scan(&p.UpdatedAt)
 	return notFoundOnFK(err)
 }
 

@@ -591,11 +591,14 @@ func TestBatches(t *testing.T) {
 	if p.InDoubt {
 		t.Errorf("a new shard row is in doubt: %+v", p)
 	}
-	// In doubt, once set, stays set: an upsert from a copy that does not
-	// have it (a stream's progress loaded before) does not clear it.
-	p.InDoubt = true
-	if err := s.UpsertShard(ctx, j.ID, p); err != nil {
+	// MarkInDoubt sets in doubt and leaves updated_at alone (while a marker
+	// is set, it is when the batch was marked); an upsert does not clear it.
+	before := p.UpdatedAt
+	if err := s.MarkInDoubt(ctx, j.ID, 1, "n2"); err != nil {
 		t.Fatal(err)
+	}
+	if _, p = shardOf(t, s, j.ID, 1, "n2"); !p.InDoubt || !p.UpdatedAt.Equal(before) {
+		t.Errorf("after MarkInDoubt: in doubt %v, updated_at %s (was %s); want in doubt, updated_at unchanged", p.InDoubt, p.UpdatedAt, before)
 	}
 	p.InDoubt = false
 	p.ProcessedRows = 46
@@ -604,6 +607,9 @@ func TestBatches(t *testing.T) {
 	}
 	if _, p = shardOf(t, s, j.ID, 1, "n2"); !p.InDoubt || p.ProcessedRows != 46 {
 		t.Errorf("after an upsert without in doubt: %+v; want it still in doubt, 46 rows", p)
+	}
+	if err := s.MarkInDoubt(ctx, j.ID, 7, "n9"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("MarkInDoubt on a missing shard: err = %v, want ErrNotFound", err)
 	}
 	if err := s.UpsertShard(ctx, j.ID+1000, ShardProgress{}); !errors.Is(err, ErrNotFound) {
 		t.Errorf("UpsertShard on a missing job: err = %v, want ErrNotFound", err)

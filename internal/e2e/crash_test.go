@@ -78,11 +78,11 @@ func TestApplyKilledInBatch(t *testing.T) {
 		if n := f.scalar("SELECT count() FROM system.tables WHERE database = currentDatabase() AND name LIKE '%stage%'"); n != "0" {
 			t.Fatalf("%s stage tables left after the backfill", n)
 		}
-		// The batches killed in flight were resolved by a later run: the
-		// shard is in doubt, so the end of its backfill would look for
-		// orphan parts on a Replicated target.
-		if !f.inDoubt() {
-			t.Errorf("after batches resolved from their in-flight markers, the shard is not in doubt")
+		// The completed shard keeps no marker of the batches it resolved,
+		// and, its target not Replicated (no orphan part can exist), it was
+		// not marked in doubt.
+		if m := f.inflight(); m != "" || f.inDoubt() {
+			t.Errorf("completed shard: in-flight marker %q, in doubt %v; want none, false", m, f.inDoubt())
 		}
 	})
 }

@@ -119,6 +119,12 @@ func TestClusterShardsInParallel(t *testing.T) {
 	if st, p, tot, _ := f.job("by_category"); st != "completed" || p != tot {
 		t.Fatalf("after the crashes: %s %d/%d", st, p, tot)
 	}
+	// The batches settled from their markers put their shards in doubt
+	// (so the final apply looked for orphan parts, and found none: it
+	// completed), and the completed shards keep no marker.
+	if err := f.pgRow(shardsInFlight, nil, &marked); err != nil || marked != 0 || !f.inDoubt() {
+		t.Errorf("after the final apply: %d shards with a batch in flight (err %v), in doubt %v; want 0, true", marked, err, f.inDoubt())
+	}
 }
 
 // TestApplyManyMVsInParallel: six MVs on one source, applied with

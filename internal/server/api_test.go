@@ -34,6 +34,7 @@ func (downStore) BeginBatch(context.Context, int64, int, string, int64, int64, s
 func (downStore) CompleteBatch(context.Context, int64, int, string, int64, int64) error {
 	return errDown
 }
+func (downStore) MarkInDoubt(context.Context, int64, int, string) error { return errDown }
 func (downStore) Lock(context.Context, string, string, bool, func(string, time.Time)) (func(), error) {
 	return nil, errDown
 }
