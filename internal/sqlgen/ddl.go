@@ -226,20 +226,25 @@ func (m MV) columnList() string {
 // evaluates its arguments, whereas count() over the bare subquery lets the
 // server drop the columns it does not need (18.16 skipped a uniqExact
 // column), so the probe's time would leave out the aggregates.
-func (m MV) PaceProbe(r Range) (string, error) { return m.paceProbe(r, false) }
+func (m MV) PaceProbe(r Range) (string, error) { return m.paceProbe(m.Query(r)) }
 
-// FixedCostProbe is PaceProbe over the empty key range (at, at]: the same
-// statement, whose index analysis selects no granule, so it reads nothing.
-// Its time is the probe's fixed cost (a round trip, parsing, planning).
+// FixedCostProbe is PaceProbe over the empty key range (at, at], which
+// Query refuses: the same statement, whose index analysis selects no
+// granule, so it reads nothing. Its time is the probe's fixed cost (a round
+// trip, parsing, planning).
 func (m MV) FixedCostProbe(at int64) (string, error) {
-	return m.paceProbe(Range{After: &at, UpTo: &at}, true)
+	if err := m.check(); err != nil {
+		return "", err
+	}
+	return m.paceProbe(m.build(Range{After: &at, UpTo: &at}, nil))
 }
 
-func (m MV) paceProbe(r Range, empty bool) (string, error) {
+// paceProbe wraps a batch's query q (err: building it failed) in the
+// probe's count.
+func (m MV) paceProbe(q string, err error) (string, error) {
 	if len(m.Spec.Columns) == 0 {
 		return "", fmt.Errorf("%w: spec %q has no columns", ErrInvalid, m.Spec.Name)
 	}
-	q, err := m.rangeQuery(r, empty, nil)
 	if err != nil {
 		return "", err
 	}

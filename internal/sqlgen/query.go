@@ -34,18 +34,18 @@ func (m MV) Query(r Range) (string, error) { return m.query(r, nil) }
 // query is Query with, when where is given, the condition it makes from the
 // parsed query AND-ed into the outer WHERE as well ("" for none).
 func (m MV) query(r Range, where func(*chparser.SelectQuery) string) (string, error) {
-	return m.rangeQuery(r, false, where)
-}
-
-// rangeQuery is query; an empty range is refused unless empty says it is
-// meant (FixedCostProbe).
-func (m MV) rangeQuery(r Range, empty bool, where func(*chparser.SelectQuery) string) (string, error) {
 	if err := m.check(); err != nil {
 		return "", err
 	}
-	if r.After != nil && r.UpTo != nil && *r.UpTo <= *r.After && !(empty && *r.UpTo == *r.After) {
+	if r.After != nil && r.UpTo != nil && *r.UpTo <= *r.After {
 		return "", fmt.Errorf("%w: empty key range (%d, %d]", ErrInvalid, *r.After, *r.UpTo)
 	}
+	return m.build(r, where)
+}
+
+// build is query without its checks of the spec and the range: an empty
+// range is allowed (FixedCostProbe), which m.check must have passed.
+func (m MV) build(r Range, where func(*chparser.SelectQuery) string) (string, error) {
 	sel, err := parseSelect(m.Spec.SelectQuery)
 	if err != nil {
 		return "", err
